@@ -1,0 +1,77 @@
+"""Settings, clock and errors: the small pieces everything else stands on."""
+
+from __future__ import annotations
+
+import pytest
+
+from tessera.clock import FakeClock
+from tessera.config import Settings, load_settings
+from tessera.errors import ConfigError, CookieError, InvalidInput, StoreUnavailable, TesseraError
+
+
+def test_defaults_are_secure_and_embedded() -> None:
+    settings = Settings()
+    assert settings.dev is False
+    assert settings.database_url.startswith("sqlite")
+    assert settings.session_cookie == "__Host-session"
+
+
+def test_dev_mode_drops_host_prefix() -> None:
+    assert Settings(dev=True).session_cookie == "session"
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_SESSION_IDLE_TIMEOUT", "90")
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "redis")
+    settings = load_settings()
+    assert settings.session_idle_timeout == 90
+    assert settings.session_store == "redis"
+
+
+def test_validation_error_names_the_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_SESSION_IDLE_TIMEOUT", "soon")
+    with pytest.raises(ConfigError, match="TESSERA_SESSION_IDLE_TIMEOUT"):
+        load_settings()
+
+
+def test_short_secret_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="TESSERA_SECRET_KEY"):
+        load_settings(secret_key="short")
+
+
+def test_toml_file_is_read_and_env_wins(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = f"{tmp_path}/tessera.toml"
+    with open(path, "w") as fh:
+        fh.write('issuer = "https://id.example"\nport = 9000\n')
+    monkeypatch.setenv("TESSERA_CONFIG", path)
+    monkeypatch.setenv("TESSERA_PORT", "9100")
+    settings = load_settings()
+    assert settings.issuer == "https://id.example"
+    assert settings.port == 9100
+
+
+def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_CONFIG", "/nonexistent/tessera.toml")
+    with pytest.raises(ConfigError, match="not a file"):
+        load_settings()
+
+
+def test_fake_clock_only_moves_forward() -> None:
+    clock = FakeClock(100.0)
+    clock.advance(5)
+    assert clock.now() == 105.0
+    with pytest.raises(ValueError, match="forward"):
+        clock.advance(-1)
+
+
+def test_errors_carry_codes_and_statuses() -> None:
+    assert issubclass(CookieError, InvalidInput)
+    assert issubclass(InvalidInput, ValueError)
+    err = StoreUnavailable("redis", "connection refused")
+    assert isinstance(err, TesseraError)
+    assert err.http_status == 503
+    assert err.to_dict() == {
+        "error": "store_unavailable",
+        "error_description": "redis store unavailable: connection refused",
+    }
+    assert CookieError("x", code="cookie_name_invalid").code == "cookie_name_invalid"
