@@ -37,6 +37,9 @@ class SessionRecord:
     user_agent: str | None = None
     remembered: bool = False
     """Restored by a remember-me cookie rather than a password (re-auth for sensitive changes)."""
+    persistent: bool = False
+    """The cookie outlives the browser (Max-Age = remaining absolute lifetime), as asked at login
+    or create; stores keep it like ``remembered`` so a renewed cookie stays persistent."""
 
     @property
     def expires_at(self) -> float:
