@@ -126,3 +126,17 @@ class KeyNotFound(TesseraError):
 
     code = "key_not_found"
     http_status = 500
+
+
+class SessionDataInvalid(TesseraError, TypeError):
+    """Session data holds a value JSON cannot represent (a programming error of the app)."""
+
+    code = "session_data_invalid"
+    http_status = 500
+
+
+class SessionNotLoaded(TesseraError, RuntimeError):
+    """The session mapping was used before ``await load_session(...)`` (autoload is off)."""
+
+    code = "session_not_loaded"
+    http_status = 500
