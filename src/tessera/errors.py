@@ -140,3 +140,10 @@ class SessionNotLoaded(TesseraError, RuntimeError):
 
     code = "session_not_loaded"
     http_status = 500
+
+
+class Conflict(TesseraError):
+    """The record would clash with an existing one (a taken username or email address)."""
+
+    code = "conflict"
+    http_status = 409
