@@ -1,0 +1,59 @@
+"""``tessera serve``: run the server with uvicorn on the configured (default: SQLite) database."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tessera.cli.common import console, database_location, settings_or_exit
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (TESSERA_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (TESSERA_PORT).")] = None,
+    dev: Annotated[
+        bool | None,
+        typer.Option(
+            "--dev/--no-dev",
+            help="Development mode for plain-http localhost (TESSERA_DEV): cookies without "
+            "Secure. Never in production.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Start the Tessera server."""
+    import uvicorn
+
+    from tessera.server.app import create_app
+
+    overrides: dict[str, object] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    if dev is not None:
+        overrides["dev"] = dev
+    settings = settings_or_exit(**overrides)
+    shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    console.print(f"Tessera serving at [bold]http://{shown_host}:{settings.port}/[/bold]")
+    console.print(f"Database: {database_location(settings.database_url)}")
+    console.print(f"Session store: {settings.session_store}")
+    if settings.dev:
+        console.print(
+            "[yellow]Development mode: cookies are sent over plain http. "
+            "Do not use in production.[/yellow]"
+        )
+    elif not settings.issuer.startswith("https://") and settings.host in ("127.0.0.1", "localhost"):
+        console.print(
+            "[yellow]Secure cookies need https; for plain-http localhost use "
+            "--dev (TESSERA_DEV=1).[/yellow]"
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        proxy_headers=False,
+        server_header=False,
+    )
