@@ -1,0 +1,164 @@
+"""CSRF protection: a synchronizer token bound to the session, plus Origin / Sec-Fetch checks.
+
+Written by hand because the available libraries either bind tokens to a separate cookie
+(double submit, which subdomains can overwrite) or to one framework. The scheme:
+
+* Each session holds a random CSRF secret (``session["_csrf"]``), created on first use and
+  replaced when the session is rotated at login, so a token fixed before login is useless after.
+* The token for that session is ``HMAC-SHA256(key, "tessera.csrf" || secret)`` with the newest
+  HMAC key of the key ring; verification accepts every active key (rotation never breaks open
+  forms). A leaked session store alone therefore does not give an attacker valid tokens.
+* Each response gets the token *masked* with a fresh random pad (``pad || pad XOR token``), so the
+  bytes differ on every page and compression side channels (BREACH) cannot recover it.
+* Independently, browsers tell us where a request comes from: ``Sec-Fetch-Site`` other than
+  ``same-origin``/``none``, or an ``Origin`` that is not ours, is refused before the token is
+  even looked at.
+
+All of this is sans-IO: plain strings and a mapping for the session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from tessera.errors import TesseraError
+from tessera.keys import HmacKey
+
+SESSION_KEY = "_csrf"
+FORM_FIELD = "csrf_token"
+HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+_TOKEN_BYTES = 32
+_MAX_PRESENTED = 256
+"""A masked token is 86 characters; anything far longer is noise and is not decoded."""
+
+
+class CsrfFailed(TesseraError):
+    """A state-changing request did not prove it comes from our own pages."""
+
+    code = "csrf_failed"
+    http_status = 403
+
+    def __init__(self, reason: str, description: str) -> None:
+        self.reason = reason
+        super().__init__(description)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"error": self.code, "reason": self.reason, "error_description": self.message}
+
+
+def _b64e(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64d(text: str) -> bytes | None:
+    if len(text) > _MAX_PRESENTED:
+        return None
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, TypeError):
+        return None
+
+
+KeySource = Callable[[], Sequence[HmacKey]]
+
+
+@dataclass(frozen=True, slots=True)
+class CsrfProtector:
+    """Issues and checks masked synchronizer tokens for a session mapping."""
+
+    keys: KeySource
+    """Newest-first HMAC keys; signs with the first, verifies with all."""
+
+    def _token_for(self, key: HmacKey, secret: str) -> bytes:
+        message = b"tessera.csrf\x00" + secret.encode("ascii")
+        return hmac.new(key.secret, message, hashlib.sha256).digest()
+
+    @staticmethod
+    def ensure_secret(session: MutableMapping[str, Any]) -> str:
+        """The session's CSRF secret, created on first use."""
+        secret = session.get(SESSION_KEY)
+        if not isinstance(secret, str) or not secret:
+            secret = secrets.token_urlsafe(_TOKEN_BYTES)
+            session[SESSION_KEY] = secret
+        return secret
+
+    @staticmethod
+    def reset(session: MutableMapping[str, Any]) -> None:
+        """Forget the secret (at login): the next page issues tokens for a fresh one."""
+        session.pop(SESSION_KEY, None)
+
+    def token(self, session: MutableMapping[str, Any]) -> str:
+        """A freshly masked token for this session (different bytes on every call)."""
+        secret = self.ensure_secret(session)
+        raw = self._token_for(self.keys()[0], secret)
+        pad = secrets.token_bytes(len(raw))
+        return _b64e(pad + bytes(a ^ b for a, b in zip(pad, raw, strict=True)))
+
+    def verify(self, session: MutableMapping[str, Any], presented: str | None) -> None:
+        """Raise :class:`CsrfFailed` unless ``presented`` is a token of this session."""
+        if not presented:
+            raise CsrfFailed("token_missing", "CSRF token missing")
+        secret = session.get(SESSION_KEY)
+        if not isinstance(secret, str) or not secret:
+            raise CsrfFailed("no_session", "CSRF token does not belong to a session")
+        masked = _b64d(presented)
+        if masked is None or len(masked) != 2 * 32:
+            raise CsrfFailed("token_malformed", "CSRF token malformed")
+        pad, body = masked[:32], masked[32:]
+        raw = bytes(a ^ b for a, b in zip(pad, body, strict=True))
+        ok = False
+        for key in self.keys():
+            # Evaluate every key (no early exit) so timing does not reveal which one matched.
+            ok |= hmac.compare_digest(raw, self._token_for(key, secret))
+        if not ok:
+            raise CsrfFailed("token_invalid", "CSRF token invalid")
+
+
+def _origin_of(url: str) -> tuple[str, str] | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        return None
+    host = (parts.hostname or "").lower()
+    return parts.scheme.lower(), f"{host}:{port}"
+
+
+def check_origin(
+    *,
+    sec_fetch_site: str | None,
+    origin: str | None,
+    request_origin: str,
+    trusted_origins: Sequence[str] = (),
+) -> None:
+    """Refuse a state-changing request that the browser says comes from elsewhere.
+
+    ``request_origin`` is ``scheme://host[:port]`` of the request itself (from its Host header,
+    which a browser sets to the target, so a cross-site page cannot forge it). When the browser
+    sends neither header (old browsers, non-browser clients), this check passes and the token
+    check alone decides.
+    """
+    if sec_fetch_site is not None:
+        site = sec_fetch_site.strip().lower()
+        if site not in ("same-origin", "none"):
+            raise CsrfFailed("cross_site", f"cross-site request refused (Sec-Fetch-Site: {site})")
+    if origin is None:
+        return
+    if origin.strip().lower() == "null":
+        raise CsrfFailed("origin_null", "request from an opaque origin refused")
+    theirs = _origin_of(origin.strip())
+    allowed = {o for o in (_origin_of(u) for u in (request_origin, *trusted_origins)) if o}
+    if theirs is None or theirs not in allowed:
+        raise CsrfFailed("origin_mismatch", "request from another origin refused")
