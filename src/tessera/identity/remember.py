@@ -1,0 +1,207 @@
+"""Remember me: a persistent ``selector:validator`` cookie that logs a browser in again.
+
+Written by hand (no maintained library implements this scheme for ASGI). It is the
+"split token" design: the *selector* names a stored record (and stays the same for the life of
+the login, so it also names the token's lineage), the *validator* is a 256-bit secret stored only
+as its SHA-256 digest and replaced on every automatic login (single use).
+
+A request that presents a known selector with a wrong validator is the signature of theft: the
+thief and the victim both held the cookie, one of them used it first and rotated the validator,
+the other now presents the old one. Then every remember-me token and session of that user is
+revoked and a security event recorded (the caller does the last two; :class:`TheftDetected`
+tells it to).
+
+Two tabs of the same browser may race to use the same cookie when the session has just expired:
+the loser would look like a thief. The previous validator's digest is therefore accepted for a
+short grace window after rotation (default 10 s) without rotating again; the browser keeps the
+cookie from the winner's response.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass, replace
+from typing import Protocol, runtime_checkable
+
+from tessera.clock import Clock
+from tessera.errors import VerificationFailed
+
+DEFAULT_LIFETIME = 30 * 86400
+DEFAULT_GRACE = 10.0
+
+_TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{22}):([A-Za-z0-9_-]{43})$")
+
+
+def _digest(validator: str) -> str:
+    return hashlib.sha256(validator.encode("ascii")).hexdigest()
+
+
+class TheftDetected(VerificationFailed):
+    """A known selector came with a wrong validator: the cookie was copied."""
+
+    code = "remember_me_theft"
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        super().__init__("remember-me cookie reused after rotation")
+
+
+@dataclass(frozen=True, slots=True)
+class RememberToken:
+    """A stored remember-me token. Only digests of validators are kept."""
+
+    selector: str
+    user_id: str
+    validator_hash: str
+    created_at: float
+    expires_at: float
+    last_used_at: float | None = None
+    previous_hash: str | None = None
+    """Digest of the validator replaced last, accepted until ``rotated_at + grace``."""
+    rotated_at: float | None = None
+
+
+@runtime_checkable
+class RememberStore(Protocol):
+    """Persistence of remember-me tokens (kept with the users: SQL in the server)."""
+
+    async def add(self, token: RememberToken) -> None: ...
+
+    async def get(self, selector: str) -> RememberToken | None: ...
+
+    async def rotate(self, selector: str, expected_hash: str, new: RememberToken) -> bool:
+        """Replace the token if its current digest is still ``expected_hash`` (compare-and-set)."""
+        ...
+
+    async def delete(self, selector: str) -> bool: ...
+
+    async def delete_for_user(self, user_id: str) -> int: ...
+
+
+class MemoryRememberStore:
+    """Remember-me tokens in a dict: for tests and single-process library use."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, RememberToken] = {}
+
+    async def add(self, token: RememberToken) -> None:
+        self._tokens[token.selector] = token
+
+    async def get(self, selector: str) -> RememberToken | None:
+        return self._tokens.get(selector)
+
+    async def rotate(self, selector: str, expected_hash: str, new: RememberToken) -> bool:
+        current = self._tokens.get(selector)
+        if current is None or current.validator_hash != expected_hash:
+            return False
+        self._tokens[selector] = new
+        return True
+
+    async def delete(self, selector: str) -> bool:
+        return self._tokens.pop(selector, None) is not None
+
+    async def delete_for_user(self, user_id: str) -> int:
+        doomed = [s for s, t in self._tokens.items() if t.user_id == user_id]
+        for selector in doomed:
+            del self._tokens[selector]
+        return len(doomed)
+
+
+@dataclass(frozen=True, slots=True)
+class RememberResult:
+    """A successful automatic login: who, and the cookie value to send back (None: keep)."""
+
+    user_id: str
+    cookie_value: str | None
+
+
+class RememberMe:
+    """Issues, checks and rotates remember-me tokens."""
+
+    def __init__(
+        self,
+        store: RememberStore,
+        clock: Clock,
+        *,
+        lifetime: float = DEFAULT_LIFETIME,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.lifetime = lifetime
+        self.grace = grace
+
+    async def issue(self, user_id: str) -> str:
+        """A new token for ``user_id``; returns the cookie value ``selector:validator``."""
+        now = self.clock.now()
+        selector = secrets.token_urlsafe(16)
+        validator = secrets.token_urlsafe(32)
+        await self.store.add(
+            RememberToken(
+                selector=selector,
+                user_id=user_id,
+                validator_hash=_digest(validator),
+                created_at=now,
+                expires_at=now + self.lifetime,
+            )
+        )
+        return f"{selector}:{validator}"
+
+    @staticmethod
+    def parse(cookie_value: str) -> tuple[str, str] | None:
+        """``(selector, validator)`` of a well-formed cookie value, else None (no store call)."""
+        match = _TOKEN_RE.match(cookie_value)
+        return (match.group(1), match.group(2)) if match else None
+
+    async def consume(self, cookie_value: str) -> RememberResult | None:
+        """Log in with the cookie: the user and the rotated cookie value, or None.
+
+        Raises :class:`TheftDetected` when the selector is known but the validator is not its
+        current (nor, within the grace window, its previous) one.
+        """
+        parsed = self.parse(cookie_value)
+        if parsed is None:
+            return None
+        selector, validator = parsed
+        token = await self.store.get(selector)
+        now = self.clock.now()
+        if token is None:
+            return None
+        if now >= token.expires_at:
+            await self.store.delete(selector)
+            return None
+        presented = _digest(validator)
+        if hmac.compare_digest(presented, token.validator_hash):
+            new_validator = secrets.token_urlsafe(32)
+            rotated = replace(
+                token,
+                validator_hash=_digest(new_validator),
+                previous_hash=token.validator_hash,
+                rotated_at=now,
+                last_used_at=now,
+            )
+            if await self.store.rotate(selector, token.validator_hash, rotated):
+                return RememberResult(token.user_id, f"{selector}:{new_validator}")
+            # A parallel request rotated it first: judge this one against the new state.
+            token = await self.store.get(selector) or token
+        if (
+            token.previous_hash is not None
+            and token.rotated_at is not None
+            and now - token.rotated_at <= self.grace
+            and hmac.compare_digest(presented, token.previous_hash)
+        ):
+            return RememberResult(token.user_id, None)
+        raise TheftDetected(token.user_id)
+
+    async def forget(self, cookie_value: str) -> None:
+        """Delete the token a cookie names (at logout)."""
+        parsed = self.parse(cookie_value)
+        if parsed is not None:
+            await self.store.delete(parsed[0])
+
+    async def forget_user(self, user_id: str) -> int:
+        """Delete every token of a user (theft, password change, disable)."""
+        return await self.store.delete_for_user(user_id)
