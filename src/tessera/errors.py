@@ -147,3 +147,47 @@ class Conflict(TesseraError):
 
     code = "conflict"
     http_status = 409
+
+
+class InvalidToken(VerificationFailed):
+    """A bearer access token was refused; ``reason`` says why, in a word a client can test.
+
+    RFC 6750 gives a resource server one error code for every bad token (``invalid_token``), so
+    ``code`` never varies; ``reason`` (``expired``, ``bad_signature``, ``revoked``, ``malformed``,
+    ``wrong_audience`` ...) and the message tell an expired token apart from a forged one.
+    """
+
+    code = "invalid_token"
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        self.reason = reason
+        super().__init__(message or f"token {reason.replace('_', ' ')}")
+
+
+class InvalidGrant(VerificationFailed):
+    """A refresh token was refused at the token endpoint (RFC 6749 §5.2 ``invalid_grant``).
+
+    ``reason`` is ``unknown``, ``malformed``, ``wrong_client``, ``expired``, ``revoked`` or
+    ``reused``; the HTTP status is 400 as RFC 6749 asks, not 401.
+    """
+
+    code = "invalid_grant"
+    http_status = 400
+
+    def __init__(self, reason: str, message: str = "") -> None:
+        self.reason = reason
+        super().__init__(message or f"refresh token {reason.replace('_', ' ')}")
+
+
+class RefreshTokenReused(InvalidGrant):
+    """An already rotated refresh token came back after the grace window: its family is revoked.
+
+    Carries the session and user so that the caller also ends the session the stolen token
+    belonged to (RFC 9700 §4.14.2).
+    """
+
+    def __init__(self, family_id: str, sid: str, user_id: str) -> None:
+        self.family_id = family_id
+        self.sid = sid
+        self.user_id = user_id
+        super().__init__("reused", "refresh token reused; its family is revoked")
