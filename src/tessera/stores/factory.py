@@ -1,0 +1,56 @@
+"""Open the session store the settings ask for, with everything it needs to run.
+
+Importing the SQL store module here is what registers the ``tessera_sessions`` table on the
+shared :data:`tessera.stores.sql.metadata`, so :func:`tessera.stores.sql.ensure_schema` creates
+it.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tessera.clock import Clock
+from tessera.config import Settings
+from tessera.metrics import Metrics
+from tessera.stores import sql
+from tessera.stores.memory_sessions import MemorySessionStore
+from tessera.stores.sessions import SessionStore
+from tessera.stores.sql_sessions import SqlSessionStore
+
+
+async def open_session_store(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    engine: AsyncEngine | None = None,
+    metrics: Metrics | None = None,
+) -> SessionStore:
+    """The store named by ``settings.session_store``; its ``close()`` frees what was opened here.
+
+    ``engine`` shares the server's SQL engine (the caller keeps owning it); without one, the sql
+    store opens its own from ``settings.database_url`` and disposes it on close. The schema is
+    ensured either way. ``clock`` is accepted so every component is wired with the same call
+    shape, but no store keeps one: each method takes ``now`` from its caller. ``metrics`` goes to
+    the memory store (evictions).
+    """
+    del clock  # Deliberately unused, see the docstring.
+    if settings.session_store == "memory":
+        return MemorySessionStore(max_sessions=settings.session_memory_max, metrics=metrics)
+    if settings.session_store == "redis":
+        # Imported here: redis is an optional dependency (the ``redis`` extra).
+        import redis.asyncio as aioredis
+
+        from tessera.stores.redis_sessions import RedisSessionStore
+
+        client = aioredis.Redis.from_url(settings.redis_url)
+        return RedisSessionStore(client, owns_client=True)
+    owns_engine = engine is None
+    if engine is None:
+        engine = sql.create_engine(settings.database_url)
+    try:
+        await sql.ensure_schema(engine)
+    except BaseException:
+        if owns_engine:
+            await engine.dispose()
+        raise
+    return SqlSessionStore(engine, owns_engine=owns_engine)
