@@ -1,0 +1,1 @@
+"""Pure-ASGI adapters: middleware that translates between ASGI messages and the sans-IO core."""
