@@ -135,11 +135,16 @@ class PasswordHasher:
 
     def dummy_verify(self, password: str = "") -> None:
         """Spend exactly what :meth:`verify` spends, for a user that does not exist."""
+        try:
+            _normalise(password)
+        except InvalidInput:
+            return  # verify() would refuse it before hashing too
         self.verify(self._dummy(), password)
 
     def _dummy(self) -> str:
-        # Computed on first use, not in __init__, so building a hasher stays cheap. Two threads
-        # racing here both compute a valid hash; either one is fine.
+        # Computed on first use, not in __init__, so building a hasher (e.g. per CLI command)
+        # stays cheap; the one-off extra hash of the first unknown-user login in a process is
+        # not a usable signal. Two threads racing here both compute a valid hash; either works.
         if self._dummy_hash is None:
             self._dummy_hash = self._argon2.hash(secrets.token_bytes(32))
         return self._dummy_hash
