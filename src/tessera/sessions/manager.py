@@ -1,0 +1,440 @@
+"""Session policy, written once for every store: timeouts, rotation, size budget, per-user caps.
+
+The manager is sans-IO apart from its store: it turns a cookie value into a :class:`Session`,
+and a finished :class:`Session` into store writes plus a :class:`SaveResult` that tells the
+adapter what to do with the cookie. Time comes from the injected clock only.
+
+Writes are kept rare on purpose: a request that only reads its session writes nothing unless the
+store's sliding renewal is due (at most once per ``renewal_interval``), and the store performs
+that renewal inside ``load`` so it costs no extra round trip.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import re
+from dataclasses import dataclass, field, replace
+
+from tessera.clock import SYSTEM_CLOCK, Clock
+from tessera.config import Settings
+from tessera.errors import ConfigError, SessionDataInvalid, SessionTooLarge
+from tessera.metrics import Metrics
+from tessera.sessions._ids import hash_session_id, is_well_formed, new_session_id
+from tessera.sessions.session import Session
+from tessera.stores.sessions import SessionRecord, SessionStore
+
+_PUBLIC_ID_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class CookieAction(enum.Enum):
+    """What the adapter does with the session cookie after a save."""
+
+    KEEP = "keep"
+    """Send no Set-Cookie: the browser's cookie is still right."""
+    SET = "set"
+    """Send the (new or renewed) cookie."""
+    CLEAR = "clear"
+    """Delete the cookie: the session ended, or the browser sent a dead one."""
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    """The outcome of :meth:`SessionManager.save`, in plain values for any adapter."""
+
+    action: CookieAction
+    session_id: str | None = field(default=None, repr=False)
+    """The raw ID to put in the cookie when ``action`` is SET (a secret: never logged)."""
+    max_age: int | None = None
+    """Seconds for a persistent cookie; None for a cookie that ends with the browser."""
+    gone: bool = False
+    """The session had been destroyed or had expired elsewhere; nothing was resurrected."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """One of a user's sessions as shown to that user or an admin.
+
+    ``id`` is the store's digest of the session ID: a stable public handle that can revoke the
+    session but cannot be turned into a cookie.
+    """
+
+    id: str
+    user_id: str | None
+    kind: str
+    created_at: float
+    last_seen: float
+    expires_at: float
+    ip: str | None
+    user_agent: str | None
+    remembered: bool
+    current: bool
+
+    @classmethod
+    def from_record(cls, record: SessionRecord, *, current: str | None = None) -> SessionInfo:
+        return cls(
+            id=record.id_hash,
+            user_id=record.user_id,
+            kind=record.kind,
+            created_at=record.created_at,
+            last_seen=record.last_seen,
+            expires_at=record.expires_at,
+            ip=record.ip,
+            user_agent=record.user_agent,
+            remembered=record.remembered,
+            current=current is not None and record.id_hash == current,
+        )
+
+
+def encode_data(data: dict[str, object], max_bytes: int) -> bytes:
+    """Compact UTF-8 JSON of ``data``, refused when not JSON or over ``max_bytes``."""
+    try:
+        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise SessionDataInvalid(f"session data must be plain JSON values: {exc}") from None
+    if len(raw) > max_bytes:
+        raise SessionTooLarge(
+            f"session data is {len(raw)} bytes as JSON, over the budget of {max_bytes} bytes"
+        )
+    return raw
+
+
+class SessionManager:
+    """Creates, loads, saves, rotates and revokes sessions kept in one :class:`SessionStore`."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        idle_timeout: float = 30 * 60,
+        absolute_timeout: float = 12 * 3600,
+        renewal_interval: float = 60,
+        max_bytes: int = 4096,
+        max_per_user: int | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        if idle_timeout <= 0 or absolute_timeout <= 0 or max_bytes <= 0:
+            raise ConfigError("session timeouts and size budget must be positive")
+        if renewal_interval < 0:
+            raise ConfigError("session renewal interval must not be negative")
+        if max_per_user is not None and max_per_user < 1:
+            raise ConfigError("max_per_user must be at least 1 (or None for no cap)")
+        self.store = store
+        self.clock = clock
+        self.idle_timeout = float(idle_timeout)
+        self.absolute_timeout = float(absolute_timeout)
+        self.renewal_interval = float(renewal_interval)
+        self.max_bytes = max_bytes
+        self.max_per_user = max_per_user
+        self.metrics = metrics if metrics is not None else Metrics()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: SessionStore,
+        clock: Clock = SYSTEM_CLOCK,
+        metrics: Metrics | None = None,
+    ) -> SessionManager:
+        return cls(
+            store,
+            clock=clock,
+            idle_timeout=settings.session_idle_timeout,
+            absolute_timeout=settings.session_absolute_timeout,
+            renewal_interval=settings.session_renewal_interval,
+            max_bytes=settings.session_max_bytes,
+            max_per_user=settings.session_max_per_user,
+            metrics=metrics,
+        )
+
+    # --- from cookie to session ------------------------------------------------------------
+
+    def begin(self, cookie_value: str | None) -> Session:
+        """The session a request starts with, without any store call.
+
+        No cookie gives a new empty session; a malformed one (forged, garbled, oversized) gives
+        one too, marked so that the dead cookie is deleted; a well-formed one gives an
+        unloaded session for :meth:`resolve`.
+        """
+        if cookie_value is None:
+            return Session()
+        if not is_well_formed(cookie_value):
+            self.metrics.incr("sessions.cookie_invalid")
+            session = Session()
+            session._become_new(stale_cookie=True)
+            return session
+        return Session._pending(cookie_value)
+
+    async def resolve(self, session: Session) -> Session:
+        """Load an unloaded session from the store (idempotent; may raise StoreUnavailable).
+
+        An unknown or expired ID turns the session into a new empty one whose cookie is
+        deleted at save; the store's sliding renewal, when due, sets ``session.renewed``.
+        """
+        secret = session._presented
+        if session.is_loaded or secret is None:
+            return session
+        found = await self.store.load(
+            hash_session_id(secret), self.clock.now(), self.renewal_interval
+        )
+        if found is None:
+            self.metrics.incr("sessions.unknown")
+            session._become_new(stale_cookie=True)
+        else:
+            record, renewed = found
+            session._bind(secret, record, renewed)
+        session._presented = None
+        return session
+
+    async def load(self, session_id: str) -> Session | None:
+        """The live session with that raw ID, or None (malformed, unknown or expired)."""
+        session = await self.resolve(self.begin(session_id))
+        return None if session.is_new else session
+
+    # --- from session to store -------------------------------------------------------------
+
+    async def create(
+        self,
+        data: dict[str, object] | None = None,
+        *,
+        user_id: str | None = None,
+        kind: str = "browser",
+        ip: str | None = None,
+        user_agent: str | None = None,
+        absolute_timeout: float | None = None,
+        idle_timeout: float | None = None,
+        persistent: bool = False,
+        remembered: bool = False,
+    ) -> Session:
+        """Store a new session now (e.g. for a token login) and return it, saved.
+
+        ``absolute_timeout`` / ``idle_timeout`` override the defaults (remember-me sessions).
+        """
+        session = Session(data)
+        if user_id is not None:
+            session.login(
+                user_id,
+                absolute_timeout=absolute_timeout,
+                idle_timeout=idle_timeout,
+                persistent=persistent,
+                remembered=remembered,
+            )
+        else:
+            session._absolute_timeout = absolute_timeout
+            session._idle_timeout = idle_timeout
+            session._persistent = persistent
+        await self._create(session, self.clock.now(), kind=kind, ip=ip, user_agent=user_agent)
+        return session
+
+    async def save(
+        self, session: Session, *, ip: str | None = None, user_agent: str | None = None
+    ) -> SaveResult:
+        """Carry out what the request did to ``session``; the cookie action for the adapter.
+
+        ``ip`` and ``user_agent`` describe the client and are recorded when a session is
+        created or logged in. Raises SessionTooLarge / SessionDataInvalid (app bugs) and
+        StoreUnavailable.
+        """
+        if not session.is_loaded:
+            return SaveResult(CookieAction.KEEP)
+        now = self.clock.now()
+        if session._destroy:
+            if session._record is not None:
+                await self.store.delete(session._record.id_hash)
+                self.metrics.incr("sessions.destroyed")
+                session._become_new(stale_cookie=True, keep_data=True)
+            session._destroy = False
+        record = session._record
+        if record is None:
+            if not session.modified or (not session._data and session.user_id is None):
+                # An empty new session costs nothing: no store write, no cookie; a cookie the
+                # browser sent for a dead or ended session is deleted so it stops coming back.
+                clear = session._stale_cookie
+                session._stale_cookie = False
+                return SaveResult(CookieAction.CLEAR if clear else CookieAction.KEEP)
+            await self._create(session, now, ip=ip, user_agent=user_agent)
+            return self._set_cookie(session, now)
+        if session._rotate:
+            return await self._rotate(session, record, now, ip=ip, user_agent=user_agent)
+        if session.modified:
+            updated = replace(record, data=self._encode(session), last_seen=now)
+            if not await self.store.update(updated, now):
+                return self._gone(session)
+            session._record = updated
+            session.modified = False
+        if session.renewed:
+            return self._set_cookie(session, now)
+        return SaveResult(CookieAction.KEEP)
+
+    async def touch(self, session: Session) -> bool:
+        """Slide the idle timeout now, whatever the renewal interval; False if it is gone."""
+        record, secret = session._record, session._secret
+        if record is None or secret is None:
+            return False
+        found = await self.store.load(record.id_hash, self.clock.now(), 0)
+        if found is None:
+            session._become_new(stale_cookie=True)
+            return False
+        session._record = found[0]
+        session.renewed = True
+        return True
+
+    async def rotate(self, session: Session) -> SaveResult:
+        """Give ``session`` a new ID now (same data); the old ID stops working at once."""
+        session.rotate()
+        return await self.save(session)
+
+    async def destroy(self, session: Session) -> SaveResult:
+        """End ``session`` now."""
+        session.destroy()
+        return await self.save(session)
+
+    # --- per-user index --------------------------------------------------------------------
+
+    async def list_sessions(
+        self, user_id: str, *, current: Session | str | None = None
+    ) -> list[SessionInfo]:
+        """The user's live sessions, oldest first; ``current`` marks the caller's own."""
+        current_id = current.id if isinstance(current, Session) else current
+        records = await self.store.list_for_user(user_id, self.clock.now())
+        return [SessionInfo.from_record(r, current=current_id) for r in records]
+
+    async def revoke(self, user_id: str, public_id: str) -> bool:
+        """End one session by its public handle, only if it belongs to ``user_id``."""
+        if not _PUBLIC_ID_RE.fullmatch(public_id):
+            return False
+        for record in await self.store.list_for_user(user_id, self.clock.now()):
+            if record.id_hash == public_id:
+                revoked = await self.store.delete(public_id)
+                self.metrics.incr("sessions.revoked", int(revoked))
+                return revoked
+        return False
+
+    async def revoke_all(self, user_id: str) -> int:
+        """End every session of ``user_id`` (e.g. after a password reset); the count."""
+        count = await self.store.delete_for_user(user_id)
+        self.metrics.incr("sessions.revoked", count)
+        return count
+
+    async def revoke_others(self, user_id: str, current: Session | str) -> int:
+        """End every session of ``user_id`` except ``current`` ("log out other devices")."""
+        keep = current.id if isinstance(current, Session) else current
+        count = await self.store.delete_for_user(user_id, keep=keep)
+        self.metrics.incr("sessions.revoked", count)
+        return count
+
+    async def sweep(self) -> int:
+        """Remove expired sessions from the store; the count."""
+        return await self.store.sweep(self.clock.now())
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _encode(self, session: Session) -> bytes:
+        if session._data is None:
+            # Never decoded, so never changed: the stored bytes are still exact.
+            return session._raw or b"{}"
+        return encode_data(session._data, self.max_bytes)
+
+    async def _create(
+        self,
+        session: Session,
+        now: float,
+        *,
+        kind: str = "browser",
+        ip: str | None,
+        user_agent: str | None,
+    ) -> None:
+        secret = new_session_id()
+        lifetime = session._absolute_timeout or self.absolute_timeout
+        record = SessionRecord(
+            id_hash=hash_session_id(secret),
+            data=self._encode(session),
+            created_at=now,
+            last_seen=now,
+            idle_timeout=session._idle_timeout or self.idle_timeout,
+            absolute_expires_at=now + lifetime,
+            user_id=session.user_id,
+            kind=kind,
+            ip=ip,
+            user_agent=user_agent,
+            remembered=session._remembered,
+            persistent=session._persistent,
+        )
+        await self.store.create(record)
+        self._bound(session, secret, record)
+        self.metrics.incr("sessions.created")
+        if record.user_id is not None:
+            await self._enforce_cap(record.user_id, record.id_hash, now)
+
+    async def _rotate(
+        self,
+        session: Session,
+        record: SessionRecord,
+        now: float,
+        *,
+        ip: str | None,
+        user_agent: str | None,
+    ) -> SaveResult:
+        secret = new_session_id()
+        new = replace(
+            record,
+            id_hash=hash_session_id(secret),
+            data=self._encode(session),
+            last_seen=now,
+        )
+        if session._auth:
+            # A login is a fresh authentication: the absolute lifetime starts again, and the
+            # record says where it happened.
+            lifetime = session._absolute_timeout or self.absolute_timeout
+            new = replace(
+                new,
+                created_at=now,
+                absolute_expires_at=now + lifetime,
+                idle_timeout=session._idle_timeout or self.idle_timeout,
+                user_id=session.user_id,
+                persistent=session._persistent,
+                remembered=session._remembered,
+                ip=ip if ip is not None else record.ip,
+                user_agent=user_agent if user_agent is not None else record.user_agent,
+            )
+        if not await self.store.replace(record.id_hash, new, now):
+            return self._gone(session)
+        self._bound(session, secret, new)
+        self.metrics.incr("sessions.rotated")
+        if new.user_id is not None and record.user_id != new.user_id:
+            await self._enforce_cap(new.user_id, new.id_hash, now)
+        return self._set_cookie(session, now)
+
+    def _bound(self, session: Session, secret: str, record: SessionRecord) -> None:
+        """Make ``session`` the stored ``record``, keeping its decoded data."""
+        data = session._data
+        session._bind(secret, record, renewed=False)
+        session._data = data
+        session._rotate = session._auth = session.modified = False
+        session._absolute_timeout = session._idle_timeout = None
+
+    async def _enforce_cap(self, user_id: str, keep: str, now: float) -> None:
+        """Revoke the user's oldest sessions beyond ``max_per_user`` (never ``keep``)."""
+        if self.max_per_user is None:
+            return
+        records = await self.store.list_for_user(user_id, now)
+        excess = len(records) - self.max_per_user
+        for record in records:  # oldest first, as the Protocol promises
+            if excess <= 0:
+                break
+            if record.id_hash != keep and await self.store.delete(record.id_hash):
+                self.metrics.incr("sessions.capped")
+                excess -= 1
+
+    def _gone(self, session: Session) -> SaveResult:
+        self.metrics.incr("sessions.gone")
+        session._become_new(stale_cookie=True)
+        return SaveResult(CookieAction.CLEAR, gone=True)
+
+    def _set_cookie(self, session: Session, now: float) -> SaveResult:
+        record = session._record
+        if record is None or session._secret is None:
+            return SaveResult(CookieAction.KEEP)
+        max_age = max(0, int(record.absolute_expires_at - now)) if record.persistent else None
+        return SaveResult(CookieAction.SET, session_id=session._secret, max_age=max_age)

@@ -1,0 +1,482 @@
+"""The session manager: IDs, timeouts, sliding renewal, rotation, size budget, per-user index."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tessera.clock import FakeClock
+from tessera.config import Settings
+from tessera.errors import (
+    ConfigError,
+    SessionDataInvalid,
+    SessionNotLoaded,
+    SessionTooLarge,
+    TesseraError,
+)
+from tessera.metrics import Metrics
+from tessera.sessions import (
+    CookieAction,
+    Session,
+    SessionManager,
+    hash_session_id,
+    is_well_formed,
+    new_session_id,
+)
+from tessera.stores.memory_sessions import MemorySessionStore
+from tessera.stores.sessions import SessionRecord
+
+
+class CountingStore:
+    """Wraps a store, counting calls per method and the writes (renewing loads included)."""
+
+    def __init__(self, inner: MemorySessionStore) -> None:
+        self.inner = inner
+        self.calls: Counter[str] = Counter()
+        self.writes = 0
+
+    async def create(self, record: SessionRecord) -> None:
+        self.calls["create"] += 1
+        self.writes += 1
+        await self.inner.create(record)
+
+    async def load(
+        self, id_hash: str, now: float, renewal_interval: float
+    ) -> tuple[SessionRecord, bool] | None:
+        self.calls["load"] += 1
+        found = await self.inner.load(id_hash, now, renewal_interval)
+        self.writes += bool(found and found[1])
+        return found
+
+    async def update(self, record: SessionRecord, now: float) -> bool:
+        self.calls["update"] += 1
+        self.writes += 1
+        return await self.inner.update(record, now)
+
+    async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
+        self.calls["replace"] += 1
+        self.writes += 1
+        return await self.inner.replace(old_id_hash, record, now)
+
+    async def delete(self, id_hash: str) -> bool:
+        self.calls["delete"] += 1
+        return await self.inner.delete(id_hash)
+
+    async def list_for_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        return await self.inner.list_for_user(user_id, now)
+
+    async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
+        return await self.inner.delete_for_user(user_id, keep=keep)
+
+    async def list_all(self, now: float, limit: int = 1000) -> list[SessionRecord]:
+        return await self.inner.list_all(now, limit)
+
+    async def sweep(self, now: float) -> int:
+        return await self.inner.sweep(now)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.fixture
+def store() -> CountingStore:
+    return CountingStore(MemorySessionStore())
+
+
+@pytest.fixture
+def manager(store: CountingStore, clock: FakeClock) -> SessionManager:
+    return SessionManager(store, clock=clock, metrics=Metrics())
+
+
+async def stored(manager: SessionManager, **data: Any) -> str:
+    """A saved session's raw ID."""
+    session = manager.begin(None)
+    session.update(data or {"k": 1})
+    result = await manager.save(session)
+    assert result.action is CookieAction.SET
+    assert result.session_id
+    return result.session_id
+
+
+# --- IDs ---------------------------------------------------------------------------------
+
+
+def test_new_ids_are_256_bit_and_well_formed() -> None:
+    ids = {new_session_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(len(i) == 43 and is_well_formed(i) for i in ids)
+
+
+@given(st.text(max_size=100))
+def test_format_check_never_raises_and_rejects_garbage(value: str) -> None:
+    assert is_well_formed(value) is (len(value) == 43 and is_well_formed(value))
+    if len(value) != 43:
+        assert not is_well_formed(value)
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_format_check_accepts_every_encoding_of_32_bytes(raw: bytes) -> None:
+    import base64
+
+    assert is_well_formed(base64.urlsafe_b64encode(raw).rstrip(b"=").decode())
+
+
+async def test_store_keeps_only_the_digest(manager: SessionManager, store: CountingStore) -> None:
+    secret = await stored(manager)
+    (record,) = await store.list_all(manager.clock.now())
+    assert record.id_hash == hash_session_id(secret)
+    assert secret not in repr(record)
+
+
+async def test_malformed_id_never_reaches_the_store(
+    manager: SessionManager, store: CountingStore
+) -> None:
+    for garbage in ("", "x" * 43, "a" * 5000, "ü" * 43, new_session_id()[:-1] + "B"):
+        assert await manager.load(garbage) is None
+    assert store.calls["load"] == 0
+    assert manager.metrics.get("sessions.cookie_invalid") == 5
+
+
+async def test_unknown_id_is_counted(manager: SessionManager) -> None:
+    assert await manager.load(new_session_id()) is None
+    assert manager.metrics.get("sessions.unknown") == 1
+
+
+def test_repr_never_shows_the_secret() -> None:
+    secret = new_session_id()
+    session = Session._pending(secret)
+    assert secret not in repr(session)
+
+
+# --- timeouts and renewal ------------------------------------------------------------------
+
+
+async def test_idle_session_expires(manager: SessionManager, clock: FakeClock) -> None:
+    secret = await stored(manager)
+    clock.advance(30 * 60 - 1)
+    assert await manager.load(secret) is not None
+    clock.advance(30 * 60)
+    assert await manager.load(secret) is None
+
+
+async def test_sliding_renewal_writes_at_most_once_per_interval(
+    manager: SessionManager, store: CountingStore, clock: FakeClock
+) -> None:
+    secret = await stored(manager)
+    store.writes = 0
+    renewed = 0
+    for _ in range(600):  # ten minutes of one request per second
+        clock.advance(1)
+        session = await manager.load(secret)
+        assert session is not None
+        renewed += session.renewed
+        assert (await manager.save(session)).action is (
+            CookieAction.SET if session.renewed else CookieAction.KEEP
+        )
+    assert store.writes == renewed == 10
+
+
+async def test_activity_keeps_a_session_past_its_idle_timeout(
+    manager: SessionManager, clock: FakeClock
+) -> None:
+    secret = await stored(manager)
+    for _ in range(6):
+        clock.advance(20 * 60)
+        assert await manager.load(secret) is not None
+
+
+async def test_absolute_expiry_despite_activity(manager: SessionManager, clock: FakeClock) -> None:
+    secret = await stored(manager)
+    for _ in range(12 * 6 - 1):
+        clock.advance(10 * 60)
+        assert await manager.load(secret) is not None
+    clock.advance(10 * 60)
+    assert await manager.load(secret) is None
+
+
+async def test_remember_me_lifetime_is_longer_and_cookie_persistent(
+    manager: SessionManager, clock: FakeClock
+) -> None:
+    session = await manager.create(
+        user_id="u", absolute_timeout=30 * 86400, idle_timeout=7 * 86400, persistent=True
+    )
+    assert session.secret_id is not None
+    clock.advance(13 * 3600)
+    loaded = await manager.load(session.secret_id)
+    assert loaded is not None
+    assert loaded.persistent
+    result = await manager.save(loaded)
+    assert result.action is CookieAction.SET
+    assert result.max_age == 30 * 86400 - 13 * 3600
+
+
+async def test_touch_renews_now(manager: SessionManager, clock: FakeClock) -> None:
+    secret = await stored(manager)
+    clock.advance(5)
+    session = await manager.load(secret)
+    assert session is not None
+    assert not session.renewed
+    assert await manager.touch(session)
+    assert session.record is not None
+    assert session.record.last_seen == clock.now()
+
+
+# --- create, save, rotate, destroy ---------------------------------------------------------
+
+
+async def test_empty_new_session_costs_nothing(
+    manager: SessionManager, store: CountingStore
+) -> None:
+    session = manager.begin(None)
+    assert session.get("x") is None
+    assert (await manager.save(session)).action is CookieAction.KEEP
+    assert sum(store.calls.values()) == 0
+
+
+async def test_read_only_request_writes_nothing(
+    manager: SessionManager, store: CountingStore
+) -> None:
+    secret = await stored(manager, visits=1)
+    store.writes = 0
+    session = await manager.load(secret)
+    assert session is not None
+    assert session["visits"] == 1
+    assert session.accessed
+    assert not session.modified
+    assert (await manager.save(session)).action is CookieAction.KEEP
+    assert store.writes == 0
+
+
+async def test_changes_are_saved(manager: SessionManager) -> None:
+    secret = await stored(manager, visits=1)
+    session = await manager.load(secret)
+    assert session is not None
+    session["visits"] += 1
+    assert (await manager.save(session)).action is CookieAction.KEEP
+    again = await manager.load(secret)
+    assert again is not None
+    assert dict(again) == {"visits": 2}
+
+
+async def test_login_rotates_and_kills_the_old_id(
+    manager: SessionManager, clock: FakeClock
+) -> None:
+    secret = await stored(manager, cart=[1, 2])
+    session = await manager.load(secret)
+    assert session is not None
+    clock.advance(100)
+    session.login("alice")
+    result = await manager.save(session)
+    assert result.action is CookieAction.SET
+    assert result.session_id != secret
+    assert await manager.load(secret) is None
+    assert result.session_id is not None
+    fresh = await manager.load(result.session_id)
+    assert fresh is not None
+    assert fresh.user_id == "alice"
+    assert fresh["cart"] == [1, 2]
+    assert fresh.record is not None
+    assert fresh.record.created_at == clock.now()
+
+
+async def test_rotate_keeps_data_and_lifetime(manager: SessionManager, clock: FakeClock) -> None:
+    secret = await stored(manager, a=1)
+    session = await manager.load(secret)
+    assert session is not None
+    created = session.record.created_at if session.record else None
+    clock.advance(10)
+    result = await manager.rotate(session)
+    assert result.session_id
+    assert result.session_id != secret
+    assert await manager.load(secret) is None
+    rotated = await manager.load(result.session_id)
+    assert rotated is not None
+    assert dict(rotated) == {"a": 1}
+    assert rotated.record is not None
+    assert rotated.record.created_at == created
+
+
+async def test_anonymous_login_creates_the_session(manager: SessionManager) -> None:
+    session = manager.begin(None)
+    session.login("bob")
+    result = await manager.save(session)
+    assert result.action is CookieAction.SET
+    assert result.session_id
+    loaded = await manager.load(result.session_id)
+    assert loaded is not None
+    assert loaded.user_id == "bob"
+
+
+async def test_destroy_deletes_and_clears_the_cookie(manager: SessionManager) -> None:
+    secret = await stored(manager)
+    session = await manager.load(secret)
+    assert session is not None
+    result = await manager.destroy(session)
+    assert result.action is CookieAction.CLEAR
+    assert await manager.load(secret) is None
+
+
+async def test_writing_after_logout_starts_a_new_session(manager: SessionManager) -> None:
+    secret = await stored(manager)
+    session = await manager.load(secret)
+    assert session is not None
+    session.login("u")
+    await manager.save(session)
+    session.logout()
+    session["flash"] = "bye"
+    result = await manager.save(session)
+    assert result.action is CookieAction.SET
+    assert result.session_id
+    fresh = await manager.load(result.session_id)
+    assert fresh is not None
+    assert fresh.user_id is None
+    assert dict(fresh) == {"flash": "bye"}
+    assert await manager.list_sessions("u") == []
+
+
+async def test_save_never_resurrects_a_destroyed_session(manager: SessionManager) -> None:
+    secret = await stored(manager)
+    session = await manager.load(secret)
+    assert session is not None
+    await manager.store.delete(hash_session_id(secret))  # logged out elsewhere meanwhile
+    session["late"] = True
+    result = await manager.save(session)
+    assert result.action is CookieAction.CLEAR
+    assert result.gone
+    assert await manager.load(secret) is None
+    assert manager.metrics.get("sessions.gone") == 1
+
+
+async def test_rotation_never_resurrects_either(manager: SessionManager) -> None:
+    secret = await stored(manager)
+    session = await manager.load(secret)
+    assert session is not None
+    await manager.store.delete(hash_session_id(secret))
+    session.login("u")
+    assert (await manager.save(session)).gone
+    assert await manager.list_sessions("u") == []
+
+
+async def test_dead_cookie_is_cleared_once(manager: SessionManager) -> None:
+    session = await manager.resolve(manager.begin(new_session_id()))
+    assert session.is_new
+    assert (await manager.save(session)).action is CookieAction.CLEAR
+
+
+# --- data rules ----------------------------------------------------------------------------
+
+
+async def test_size_budget_names_size_and_budget(store: CountingStore, clock: FakeClock) -> None:
+    manager = SessionManager(store, clock=clock, max_bytes=100)
+    session = manager.begin(None)
+    session["blob"] = "x" * 200
+    with pytest.raises(SessionTooLarge, match=r"211 bytes .* budget of 100 bytes"):
+        await manager.save(session)
+    assert store.calls["create"] == 0
+
+
+async def test_budget_counts_compact_json(store: CountingStore, clock: FakeClock) -> None:
+    data = {"a": [1, 2, 3], "b": "é"}
+    size = len(json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode())
+    manager = SessionManager(store, clock=clock, max_bytes=size)
+    session = manager.begin(None)
+    session.update(data)
+    assert (await manager.save(session)).action is CookieAction.SET
+
+
+@pytest.mark.parametrize("value", [object(), {1, 2}, b"bytes", float("nan")])
+async def test_non_json_values_fail_clearly(manager: SessionManager, value: object) -> None:
+    session = manager.begin(None)
+    session["bad"] = value
+    with pytest.raises(SessionDataInvalid, match="JSON") as info:
+        await manager.save(session)
+    assert isinstance(info.value, TypeError)
+    assert isinstance(info.value, TesseraError)
+
+
+def test_non_string_keys_are_refused() -> None:
+    with pytest.raises(SessionDataInvalid):
+        Session()[1] = "x"  # type: ignore[index]
+
+
+def test_unloaded_session_refuses_use() -> None:
+    session = Session._pending(new_session_id())
+    with pytest.raises(SessionNotLoaded, match="load_session"):
+        session.get("x")
+
+
+def test_settings_configure_the_manager(store: CountingStore) -> None:
+    settings = Settings(session_idle_timeout=5, session_max_bytes=10, session_max_per_user=2)
+    manager = SessionManager.from_settings(settings, store)
+    assert (manager.idle_timeout, manager.max_bytes, manager.max_per_user) == (5, 10, 2)
+
+
+def test_nonsense_configuration_is_refused(store: CountingStore) -> None:
+    with pytest.raises(ConfigError):
+        SessionManager(store, idle_timeout=0)
+
+
+# --- per-user index ------------------------------------------------------------------------
+
+
+async def test_listing_marks_the_current_session(manager: SessionManager, clock: FakeClock) -> None:
+    first = await manager.create(user_id="u", ip="10.0.0.1", user_agent="A")
+    clock.advance(1)
+    second = await manager.create(user_id="u", ip="10.0.0.2", user_agent="B")
+    infos = await manager.list_sessions("u", current=second)
+    assert [(i.id, i.ip, i.user_agent, i.current) for i in infos] == [
+        (first.id, "10.0.0.1", "A", False),
+        (second.id, "10.0.0.2", "B", True),
+    ]
+    assert all(i.id != s.secret_id for i in infos for s in (first, second))
+
+
+async def test_revoke_only_own_sessions(manager: SessionManager) -> None:
+    mine = await manager.create(user_id="u")
+    theirs = await manager.create(user_id="v")
+    assert theirs.id
+    assert mine.id
+    assert not await manager.revoke("u", theirs.id)
+    assert not await manager.revoke("u", "not-a-handle")
+    assert await manager.revoke("u", mine.id)
+    assert await manager.list_sessions("u") == []
+    assert len(await manager.list_sessions("v")) == 1
+
+
+async def test_revoke_all_and_all_but_current(manager: SessionManager) -> None:
+    sessions = [await manager.create(user_id="u") for _ in range(3)]
+    assert await manager.revoke_others("u", sessions[1]) == 2
+    assert [i.id for i in await manager.list_sessions("u")] == [sessions[1].id]
+    assert await manager.revoke_all("u") == 1
+    assert await manager.list_sessions("u") == []
+
+
+async def test_cap_revokes_the_oldest(store: CountingStore, clock: FakeClock) -> None:
+    manager = SessionManager(store, clock=clock, max_per_user=2)
+    created = []
+    for _ in range(3):
+        created.append(await manager.create(user_id="u"))
+        clock.advance(1)
+    assert [i.id for i in await manager.list_sessions("u")] == [c.id for c in created[1:]]
+    assert manager.metrics.get("sessions.capped") == 1
+
+
+async def test_cap_applies_at_login(store: CountingStore, clock: FakeClock) -> None:
+    manager = SessionManager(store, clock=clock, max_per_user=1)
+    old = await manager.create(user_id="u")
+    clock.advance(1)
+    session = manager.begin(await stored(manager))
+    await manager.resolve(session)
+    session.login("u")
+    await manager.save(session)
+    assert [i.id for i in await manager.list_sessions("u")] == [session.id]
+    assert old.secret_id
+    assert await manager.load(old.secret_id) is None
