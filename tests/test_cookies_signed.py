@@ -198,3 +198,28 @@ def test_bad_codec_settings_refused(kind: Codec) -> None:
 def test_encryption_uses_fresh_nonces() -> None:
     codec = make(EncryptedCookies)
     assert seal(codec, "c", b"same") != seal(codec, "c", b"same")
+
+
+def _same_bytes_other_text(part: str) -> str:
+    """Another base64url spelling of the same bytes (only the last char's unused bits differ)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    index = alphabet.index(part[-1])
+    return part[:-1] + alphabet[index ^ 1]
+
+
+@pytest.mark.parametrize("position", [0, 1, 3])
+def test_non_canonical_base64_of_the_same_bytes_fails(position: int) -> None:
+    """Lenient decoders map two spellings to one value; a changed character must still fail."""
+    codec = make(SignedCookies)
+    parts = codec.sign("c", b"a").split(".")  # type: ignore[union-attr]
+    original = parts[position]
+    parts[position] = _same_bytes_other_text(original)
+    decode = base64.urlsafe_b64decode
+    assert decode(parts[position] + "==") == decode(original + "==")
+    assert open_(codec, "c", ".".join(parts)) is None
+
+
+def test_non_canonical_encrypted_blob_fails() -> None:
+    codec = make(EncryptedCookies)
+    kid, blob = codec.encrypt("c", b"ab").split(".")  # type: ignore[union-attr]
+    assert open_(codec, "c", f"{kid}.{_same_bytes_other_text(blob)}") is None
