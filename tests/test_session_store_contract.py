@@ -402,6 +402,17 @@ async def test_sweep_removes_expired_and_keeps_live(store: SessionStore, clock: 
     assert await store.list_for_user("u1", clock.now()) == [long]
 
 
+async def test_sweep_spares_a_renewed_session(store: SessionStore, clock: FakeClock) -> None:
+    """A renewal moves the expiry the sweep goes by, so a renewed session survives it."""
+    record = make(clock.now(), idle=100.0)
+    await store.create(record)
+    clock.advance(90.0)
+    assert await store.load(record.id_hash, clock.now(), RENEW) is not None
+    clock.advance(20.0)  # past the first idle deadline, inside the renewed one
+    assert await store.sweep(clock.now()) == 0
+    assert await read(store, record.id_hash, clock.now()) == record.touched(clock.now() - 20.0)
+
+
 async def test_ping_succeeds_on_a_reachable_store(store: SessionStore) -> None:
     """ping() returns quietly when the backend answers."""
     await store.ping()

@@ -1,0 +1,216 @@
+"""What only the Redis session store promises: key layout, relative TTLs, index upkeep, errors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+
+from tessera.clock import FakeClock
+from tessera.config import Settings
+from tessera.errors import ConfigError, StoreUnavailable
+from tessera.stores.factory import open_session_store
+from tessera.stores.redis_sessions import RedisSessionStore
+from tessera.stores.sessions import SessionRecord
+from tests.conftest import REDIS_URL
+
+
+@pytest.fixture
+def store(redis_client: aioredis.Redis, redis_prefix: str) -> RedisSessionStore:
+    """A store on the real server under this test's private prefix."""
+    return RedisSessionStore(redis_client, redis_prefix)
+
+
+def record(
+    now: float, n: int = 0, *, idle: float = 100.0, user_id: str | None = "alice"
+) -> SessionRecord:
+    return SessionRecord(
+        id_hash=hashlib.sha256(f"{now}-{n}".encode()).hexdigest(),
+        data=b"{}",
+        created_at=now,
+        last_seen=now,
+        idle_timeout=idle,
+        absolute_expires_at=now + 1000.0,
+        user_id=user_id,
+    )
+
+
+def test_every_key_is_hash_tagged_by_what_its_scripts_know() -> None:
+    """A session key's cluster slot is its digest's, an index key's is its user's."""
+    store = RedisSessionStore(aioredis.Redis(), "app")
+    digest = "ab" * 32
+    assert store._session_key(digest) == f"app:s:{{{digest}}}"
+    assert key_slot(store._session_key(digest).encode()) == key_slot(digest.encode())
+    assert key_slot(store._user_key("u-42").encode()) == key_slot(b"u-42")
+
+
+async def test_ttls_are_relative_to_the_injected_clock(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """With a fake clock far from real time, keys still live for idle and absolute seconds."""
+    rec = record(clock.now(), idle=100.0)
+    await store.create(rec)
+    session_ttl = await redis_client.pttl(store._session_key(rec.id_hash))
+    index_ttl = await redis_client.pttl(store._user_key("alice"))
+    assert 99_000 < session_ttl <= 100_000
+    assert 999_000 < index_ttl <= 1_000_000
+
+
+async def test_renewal_resets_the_native_ttl(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A renewing load gives the key a full idle timeout again, in the same script."""
+    rec = record(clock.now(), idle=100.0)
+    await store.create(rec)
+    clock.advance(90.0)
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec.touched(clock.now()), True)
+    assert 99_000 < await redis_client.pttl(store._session_key(rec.id_hash)) <= 100_000
+
+
+async def test_renewal_ttl_stops_at_the_absolute_deadline(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Near the absolute deadline the renewed TTL is what remains of the session's life."""
+    rec = replace(record(clock.now(), idle=100.0), absolute_expires_at=clock.now() + 120.0)
+    await store.create(rec)
+    clock.advance(90.0)
+    await store.load(rec.id_hash, clock.now(), 60.0)
+    assert 29_000 < await redis_client.pttl(store._session_key(rec.id_hash)) <= 30_000
+
+
+async def test_delete_and_rotation_clean_the_user_index(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """delete() and replace() remove the old digest from the user's index at once."""
+    index = store._user_key("alice")
+    a, b = record(clock.now(), 1), record(clock.now(), 2)
+    await store.create(a)
+    await store.create(b)
+    await store.delete(a.id_hash)
+    rotated = replace(b, id_hash="f" * 64)
+    assert await store.replace(b.id_hash, rotated, clock.now()) is True
+    assert await redis_client.zrange(index, 0, -1) == [rotated.id_hash.encode()]
+
+
+async def test_update_moving_users_cleans_the_old_index(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A session moved to another user leaves the old user's index."""
+    rec = record(clock.now())
+    await store.create(rec)
+    assert await store.update(replace(rec, user_id="bob"), clock.now()) is True
+    assert await redis_client.exists(store._user_key("alice")) == 0
+    assert await redis_client.zrange(store._user_key("bob"), 0, -1) == [rec.id_hash.encode()]
+
+
+async def test_list_for_user_drops_entries_past_absolute_expiry(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Index entries whose absolute deadline passed are removed; others only filtered."""
+    short = replace(record(clock.now(), 1), absolute_expires_at=clock.now() + 50.0)
+    idle_expired = record(clock.now(), 2, idle=20.0)
+    live = record(clock.now(), 3, idle=500.0)
+    for rec in (short, idle_expired, live):
+        await store.create(rec)
+    clock.advance(60.0)
+    assert await store.list_for_user("alice", clock.now()) == [live]
+    members = await redis_client.zrange(store._user_key("alice"), 0, -1)
+    # The idle-expired entry stays until its absolute deadline: it cannot be told apart from a
+    # create in flight, and dropping that one would hide a live session from delete_for_user.
+    assert sorted(members) == sorted([idle_expired.id_hash.encode(), live.id_hash.encode()])
+
+
+async def test_index_entries_without_a_session_are_never_listed(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A dangling index entry (a crash between index and session writes) stays invisible."""
+    rec = record(clock.now())
+    await store.create(rec)
+    await redis_client.zadd(store._user_key("alice"), {"e" * 64: clock.now() + 500.0})
+    assert await store.list_for_user("alice", clock.now()) == [rec]
+    assert await store.delete_for_user("alice") == 1
+
+
+async def test_delete_for_user_spares_a_session_now_owned_by_someone_else(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A stale entry in alice's index never lets delete_for_user remove bob's session."""
+    rec = record(clock.now(), user_id="bob")
+    await store.create(rec)
+    await redis_client.zadd(store._user_key("alice"), {rec.id_hash: rec.absolute_expires_at})
+    assert await store.delete_for_user("alice") == 0
+    assert await store.list_for_user("bob", clock.now()) == [rec]
+
+
+async def test_scripts_are_reloaded_after_the_server_forgot_them(
+    store: RedisSessionStore, clock: FakeClock
+) -> None:
+    """A NOSCRIPT reply (server restarted) loads the scripts and replays the pipeline once."""
+    rec = record(clock.now())
+    await store.create(rec)
+    store._update_script.sha = "0" * 40  # what the server no longer knows
+    assert await store.update(replace(rec, data=b"[1]"), clock.now()) is True
+    loaded = await store.load(rec.id_hash, clock.now(), 60.0)
+    assert loaded is not None
+    assert loaded[0].data == b"[1]"
+
+
+async def test_list_all_sees_only_its_prefix(
+    redis_client: aioredis.Redis, redis_prefix: str, clock: FakeClock
+) -> None:
+    """Two prefixes on one server (glob characters included) never see each other's sessions."""
+    mine = RedisSessionStore(redis_client, redis_prefix + "[*?]")
+    other = RedisSessionStore(redis_client, redis_prefix + "[*?]x")
+    a, b = record(clock.now(), 1), record(clock.now(), 2)
+    await mine.create(a)
+    await other.create(b)
+    assert await mine.list_all(clock.now()) == [a]
+    assert await other.list_all(clock.now()) == [b]
+
+
+async def test_a_client_that_decodes_responses_is_refused() -> None:
+    """Session data is bytes; a decoding client would corrupt it, so it is a config error."""
+    client = aioredis.Redis(decode_responses=True)
+    with pytest.raises(ConfigError):
+        RedisSessionStore(client)
+    await client.aclose()
+
+
+async def test_redis_down_raises_store_unavailable(clock: FakeClock) -> None:
+    """A Redis that refuses connections fails closed with StoreUnavailable on every call."""
+    # No retries: redis-py's default backoff would spend seconds per call proving the point.
+    client = aioredis.Redis(
+        host="127.0.0.1", port=1, password="hunter2-secret", retry=Retry(NoBackoff(), 0)
+    )
+    store = RedisSessionStore(client, owns_client=True)
+    try:
+        rec = record(clock.now())
+        for call in (
+            store.ping(),
+            store.load(rec.id_hash, clock.now(), 60.0),
+            store.create(rec),
+            store.update(rec, clock.now()),
+            store.list_for_user("alice", clock.now()),
+        ):
+            with pytest.raises(StoreUnavailable) as info:
+                await call
+            assert info.value.store == "redis"
+            assert "hunter2" not in str(info.value)
+    finally:
+        await store.close()
+
+
+async def test_factory_opens_redis_from_the_url_and_closes_it() -> None:
+    """session_store=redis connects to redis_url; close() closes the client it opened."""
+    store = await open_session_store(Settings(session_store="redis", redis_url=REDIS_URL))
+    assert isinstance(store, RedisSessionStore)
+    await store.ping()
+    connections = store._client.connection_pool._available_connections
+    assert [c.is_connected for c in connections] == [True]
+    await store.close()
+    assert [c.is_connected for c in connections] == [False]

@@ -1,0 +1,253 @@
+"""What only the SQL session store promises: round trips, batching, failure wrapping, wiring.
+
+Also the factory and the periodic sweep, which are exercised here on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tessera.clock import FakeClock
+from tessera.config import Settings
+from tessera.errors import ConfigError, StoreUnavailable
+from tessera.stores import sql_sessions
+from tessera.stores.factory import open_session_store
+from tessera.stores.memory_sessions import MemorySessionStore
+from tessera.stores.sessions import SessionRecord
+from tessera.stores.sql import create_engine
+from tessera.stores.sql_sessions import SqlSessionStore, sessions_table
+from tessera.stores.sweeper import run_periodic_sweep
+
+
+def record(now: float, n: int = 0, *, idle: float = 100.0, user_id: str | None = None) -> Any:
+    return SessionRecord(
+        id_hash=hashlib.sha256(f"{now}-{n}-{idle}".encode()).hexdigest(),
+        data=b"{}",
+        created_at=now,
+        last_seen=now,
+        idle_timeout=idle,
+        absolute_expires_at=now + 3600.0,
+        user_id=user_id,
+    )
+
+
+@contextmanager
+def statements(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Collect the SQL statements sent while the block runs."""
+    seen: list[str] = []
+
+    def on_execute(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+
+
+async def test_postgres_load_is_one_statement_renewed_or_not(
+    postgres_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """On PostgreSQL a load sends a single statement, whether or not it renews."""
+    store = SqlSessionStore(postgres_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    with statements(postgres_engine) as seen:
+        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+    assert len(seen) == 1
+    clock.advance(60.0)
+    with statements(postgres_engine) as seen:
+        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec.touched(clock.now()), True)
+    assert len(seen) == 1
+
+
+async def test_sqlite_load_reads_and_writes_only_when_due(
+    sqlite_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """On SQLite a not-due load is one SELECT; a due one adds one conditional UPDATE."""
+    store = SqlSessionStore(sqlite_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    with statements(sqlite_engine) as seen:
+        await store.load(rec.id_hash, clock.now(), 60.0)
+    assert [s.split()[0] for s in seen] == ["SELECT"]
+    clock.advance(60.0)
+    with statements(sqlite_engine) as seen:
+        await store.load(rec.id_hash, clock.now(), 60.0)
+    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+
+
+@pytest.fixture(params=["sqlite_engine", "postgres_engine"])
+def engine(request: pytest.FixtureRequest) -> AsyncEngine:
+    """Each SQL database in turn."""
+    resolved: AsyncEngine = request.getfixturevalue(request.param)
+    return resolved
+
+
+async def test_renewal_rewrites_the_stored_expiry(engine: AsyncEngine, clock: FakeClock) -> None:
+    """The expires_at column follows renewals and stops at the absolute deadline."""
+    store = SqlSessionStore(engine)
+    rec = record(clock.now(), idle=3000.0)
+    await store.create(rec)
+    clock.advance(1000.0)
+    await store.load(rec.id_hash, clock.now(), 60.0)
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(sessions_table.c.expires_at))).scalar_one()
+    assert stored == rec.absolute_expires_at  # min(now + 3000, created + 3600)
+
+
+async def test_sweep_deletes_in_batches(
+    sqlite_engine: AsyncEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep larger than one batch removes every expired row and counts them all."""
+    monkeypatch.setattr(sql_sessions, "SWEEP_BATCH", 3)
+    store = SqlSessionStore(sqlite_engine)
+    for n in range(7):
+        await store.create(record(clock.now(), n))
+    live = record(clock.now(), 99, idle=1000.0)
+    await store.create(live)
+    clock.advance(500.0)
+    assert await store.sweep(clock.now()) == 7
+    assert await store.list_all(clock.now()) == [live]
+
+
+async def test_sweep_goes_through_the_expiry_index(sqlite_engine: AsyncEngine) -> None:
+    """SQLite plans the sweep's range scan on the expires_at index, not a table scan."""
+    async with sqlite_engine.connect() as conn:
+        plan = (
+            await conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT id_hash FROM tessera_sessions "
+                    "WHERE expires_at <= 5 LIMIT 500"
+                )
+            )
+        ).all()
+    assert any("ix_tessera_sessions_expires_at" in str(row) for row in plan)
+
+
+async def test_unreachable_sqlite_raises_store_unavailable(tmp_path: object) -> None:
+    """A database file that cannot be opened fails closed with StoreUnavailable."""
+    engine = create_engine(f"sqlite:///{tmp_path}/missing-dir/tessera.db")
+    store = SqlSessionStore(engine, owns_engine=True)
+    try:
+        for call in (
+            store.ping(),
+            store.load("0" * 64, 1.0, 60.0),
+            store.create(record(1.0)),
+            store.sweep(1.0),
+        ):
+            with pytest.raises(StoreUnavailable) as info:
+                await call
+            assert info.value.store == "sql"
+    finally:
+        await store.close()
+
+
+async def test_postgres_down_raises_store_unavailable_without_secrets() -> None:
+    """A PostgreSQL that refuses connections gives StoreUnavailable; the password stays out."""
+    engine = create_engine("postgresql://tessera:hunter2-secret@127.0.0.1:1/tessera")
+    store = SqlSessionStore(engine, owns_engine=True)
+    try:
+        for call in (store.ping(), store.load("0" * 64, 1.0, 60.0), store.list_all(1.0)):
+            with pytest.raises(StoreUnavailable) as info:
+                await call
+            assert "hunter2" not in str(info.value)
+        assert "hunter2" not in repr(store)
+    finally:
+        await store.close()
+
+
+# --- factory -------------------------------------------------------------------------------
+
+
+async def test_factory_opens_sql_on_its_own_engine_and_closes_it(tmp_path: object) -> None:
+    """Without an engine the factory opens one from database_url, creates the schema, and
+    close() disposes it."""
+    settings = Settings(session_store="sql", database_url=f"sqlite:///{tmp_path}/f.db")
+    store = await open_session_store(settings)
+    assert isinstance(store, SqlSessionStore)
+    await store.create(record(1.0))
+    assert await store.load(record(1.0).id_hash, 2.0, 60.0) is not None
+    pool = store._engine.pool
+    assert pool.checkedin() == 1  # type: ignore[attr-defined]
+    await store.close()
+    assert pool.checkedin() == 0  # type: ignore[attr-defined]
+
+
+async def test_factory_shares_a_given_engine_and_leaves_it_open(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    """With an engine the factory uses it and close() leaves it usable for its owner."""
+    store = await open_session_store(Settings(session_store="sql"), engine=sqlite_engine)
+    assert isinstance(store, SqlSessionStore)
+    assert store._engine is sqlite_engine
+    pool = sqlite_engine.pool
+    idle = pool.checkedin()  # type: ignore[attr-defined]
+    assert idle >= 1  # ensure_schema's connection went back to the pool
+    await store.close()
+    assert sqlite_engine.pool is pool
+    assert pool.checkedin() == idle  # type: ignore[attr-defined]
+
+
+async def test_factory_opens_a_bounded_memory_store() -> None:
+    """session_store=memory gives a MemorySessionStore capped at session_memory_max."""
+    store = await open_session_store(Settings(session_store="memory", session_memory_max=7))
+    assert isinstance(store, MemorySessionStore)
+    assert store.max_sessions == 7
+    await store.close()
+
+
+# --- periodic sweep ------------------------------------------------------------------------
+
+
+async def test_periodic_sweep_removes_expired_sessions_until_stopped(
+    sqlite_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """The sweeper sweeps at the clock's now on every tick and returns its total on stop."""
+    store = SqlSessionStore(sqlite_engine)
+    for n in range(3):
+        await store.create(record(clock.now(), n))
+    clock.advance(500.0)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_periodic_sweep(store, clock, 0.01, stop))
+    for _ in range(200):
+        if not await store.list_all(0.0):
+            break
+        await asyncio.sleep(0.01)
+    stop.set()
+    assert await asyncio.wait_for(task, 5) == 3
+
+
+async def test_periodic_sweep_survives_an_unavailable_store(
+    tmp_path: object, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing sweep is logged as a warning and the loop keeps running until stopped."""
+    store = SqlSessionStore(create_engine(f"sqlite:///{tmp_path}/no/such.db"), owns_engine=True)
+    stop = asyncio.Event()
+    with caplog.at_level(logging.WARNING, logger="tessera.stores.sweeper"):
+        task = asyncio.create_task(run_periodic_sweep(store, clock, 0.01, stop))
+        for _ in range(200):
+            if len(caplog.records) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        assert await asyncio.wait_for(task, 5) == 0
+    await store.close()
+    assert len(caplog.records) >= 2
+    assert "sql store unavailable" in caplog.records[0].getMessage()
+
+
+async def test_periodic_sweep_refuses_a_non_positive_interval(clock: FakeClock) -> None:
+    """An interval of 0 would spin; it is a configuration error."""
+    with pytest.raises(ConfigError):
+        await run_periodic_sweep(MemorySessionStore(), clock, 0, asyncio.Event())
