@@ -1,0 +1,263 @@
+"""SessionMiddleware: server-side sessions for any ASGI app (Starlette, FastAPI, bare ASGI).
+
+The session is put at ``scope["session"]``, so Starlette's and FastAPI's ``request.session``
+work unchanged; it is a :class:`tessera.sessions.Session` (a mapping of JSON values).
+
+**Loading, and the one trade-off.** ``request.session`` is a synchronous mapping and stores are
+async, so the session cannot be fetched on first dictionary access without blocking the event
+loop. Hence:
+
+- ``autoload=True`` (default): a request carrying a *well-formed* session cookie loads its
+  session before the app runs. Requests without a cookie, or with a malformed one, never touch
+  the store either way (a format check rejects garbage first).
+- ``autoload=False``: nothing is loaded up front; endpoints that need the session call
+  ``await load_session(request)`` (or depend on :func:`get_session` in FastAPI). Using the
+  mapping before that raises :class:`tessera.errors.SessionNotLoaded`, never silently shows an
+  empty session. This saves a store round trip on every request that does not need the session.
+
+**What goes out.** Changes are saved just before ``http.response.start`` is forwarded (Set-Cookie
+travels in that message), and only when something changed; Set-Cookie is sent only when the
+session was created (non-empty), rotated, destroyed, or its sliding renewal came due; ``Vary:
+Cookie`` when the session was read. A 5xx response saves nothing and sets no cookie. Changes made
+after the response started are not saved. WebSocket connections get the session read-only.
+
+**Failure.** A forged, garbled, expired or unknown cookie means "no session" (counted in
+``sessions.cookie_invalid`` / ``sessions.unknown``) and is deleted. A store that is down yields a
+503 ``{"error": "store_unavailable", ...}`` and never anonymous access. Session data over the
+size budget, or not JSON, is the app's bug: it is logged and answered with a 500 whose code
+names it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from tessera.config import Settings
+from tessera.cookies import CookiePolicy, parse_cookie_header
+from tessera.errors import SessionDataInvalid, SessionTooLarge, StoreUnavailable, TesseraError
+from tessera.sessions import CookieAction, SaveResult, Session, SessionManager
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SCOPE_SESSION = "session"
+SCOPE_MANAGER = "tessera.session_manager"
+MAX_USER_AGENT = 512
+"""Characters of User-Agent recorded with a session: it comes from the network, so it is capped."""
+
+_logger = logging.getLogger("tessera.sessions")
+
+
+async def load_session(request_or_scope: HTTPConnection | Mapping[str, Any]) -> Session:
+    """The request's session, loaded from the store if it was not yet (``autoload=False``).
+
+    Accepts a Starlette/FastAPI request or an ASGI scope. Raises StoreUnavailable when the store
+    is down (the middleware answers 503).
+    """
+    scope = (
+        request_or_scope.scope
+        if isinstance(request_or_scope, HTTPConnection)
+        else (request_or_scope)
+    )
+    session = scope.get(SCOPE_SESSION)
+    manager = scope.get(SCOPE_MANAGER)
+    if not isinstance(session, Session) or not isinstance(manager, SessionManager):
+        raise TesseraError("no session in this request: is SessionMiddleware installed?")
+    return await manager.resolve(session)
+
+
+async def get_session(request: HTTPConnection) -> Session:
+    """FastAPI/Starlette dependency: ``session: Session = Depends(get_session)``."""
+    return await load_session(request)
+
+
+class SessionMiddleware:
+    """Pure ASGI middleware: ``SessionMiddleware(app, manager=..., dev=False)``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        manager: SessionManager,
+        cookie_policy: CookiePolicy | None = None,
+        dev: bool = False,
+        cookie_name: str = "session",
+        autoload: bool = True,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        """``cookie_policy`` wins over ``dev``; ``cookie_name`` is bare (the policy prefixes it)."""
+        self.app = app
+        self.manager = manager
+        if cookie_policy is None:
+            cookie_policy = CookiePolicy.development() if dev else CookiePolicy()
+        self.policy = cookie_policy
+        self.cookie_name = cookie_policy.name(cookie_name)
+        self.autoload = autoload
+        self.logger = logger if logger is not None else _logger
+
+    @classmethod
+    def from_settings(
+        cls, app: ASGIApp, settings: Settings, manager: SessionManager, *, autoload: bool = True
+    ) -> SessionMiddleware:
+        return cls(
+            app,
+            manager=manager,
+            cookie_policy=CookiePolicy.from_settings(settings),
+            cookie_name=settings.session_cookie_name,
+            autoload=autoload,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        session = self.manager.begin(self._cookie(scope))
+        scope[SCOPE_SESSION] = session
+        scope[SCOPE_MANAGER] = self.manager
+        if self.autoload:
+            try:
+                await self.manager.resolve(session)
+            except (StoreUnavailable, OSError) as exc:
+                await self.respond_unavailable(scope, send, exc)
+                return
+        if scope["type"] == "websocket":
+            await self.app(scope, receive, send)
+            return
+        await _Exchange(self, scope, session, send).run(receive)
+
+    def _cookie(self, scope: Scope) -> str | None:
+        fields = [v for k, v in scope.get("headers", ()) if k.lower() == b"cookie"]
+        if not fields:
+            return None
+        # Several Cookie fields (HTTP/2) are one list, joined as RFC 9113 §8.2.3 says.
+        return parse_cookie_header(b"; ".join(fields)).get(self.cookie_name)
+
+    async def respond_unavailable(self, scope: Scope, send: Send, exc: Exception) -> None:
+        error = (
+            exc
+            if isinstance(exc, StoreUnavailable)
+            else StoreUnavailable("session", type(exc).__name__)
+        )
+        self.logger.error("session store unavailable, answering 503: %s", error)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1011})
+            return
+        await send_error(send, 503, error)
+
+    def set_cookie_header(self, result: SaveResult) -> tuple[bytes, bytes] | None:
+        """The Set-Cookie header for a save result, through the cookie layer."""
+        if result.action is CookieAction.SET and result.session_id is not None:
+            cookie = self.policy.cookie(self.cookie_name, result.session_id, max_age=result.max_age)
+        elif result.action is CookieAction.CLEAR:
+            cookie = self.policy.cookie(self.cookie_name, "").deletion()
+        else:
+            return None
+        return b"set-cookie", cookie.serialize().encode("latin-1")
+
+
+class _Exchange:
+    """One HTTP request/response through the middleware: saves at response start."""
+
+    __slots__ = ("middleware", "replaced", "scope", "send", "session", "started")
+
+    def __init__(
+        self, middleware: SessionMiddleware, scope: Scope, session: Session, send: Send
+    ) -> None:
+        self.middleware = middleware
+        self.scope = scope
+        self.session = session
+        self.send = send
+        self.started = False
+        self.replaced = False
+
+    async def run(self, receive: Receive) -> None:
+        try:
+            await self.middleware.app(self.scope, receive, self.send_wrapper)
+        except StoreUnavailable as exc:
+            # The app's own load_session() (autoload=False) or a store call failed: fail closed
+            # while a response can still be sent; otherwise the server's handler takes over.
+            if self.started:
+                raise
+            self.started = True
+            await self.middleware.respond_unavailable(self.scope, self.send, exc)
+
+    async def send_wrapper(self, message: Message) -> None:
+        if self.replaced:
+            return  # The app's response was replaced by an error; drop the rest of it.
+        if message["type"] == "http.response.start":
+            self.started = True
+            try:
+                message = await self._finish(message)
+            except (StoreUnavailable, OSError) as exc:
+                self.replaced = True
+                await self.middleware.respond_unavailable(self.scope, self.send, exc)
+                return
+            except (SessionTooLarge, SessionDataInvalid) as exc:
+                self.replaced = True
+                self.middleware.logger.error(
+                    "session not saved, answering 500 (%s): %s", exc.code, exc
+                )
+                await send_error(self.send, 500, exc)
+                return
+        await self.send(message)
+
+    async def _finish(self, message: Message) -> Message:
+        session = self.session
+        headers = list(message.get("headers") or ())
+        if message["status"] < 500:
+            client = self.scope.get("client")
+            result = await self.middleware.manager.save(
+                session,
+                ip=client[0] if client else None,
+                user_agent=_user_agent(self.scope),
+            )
+            header = self.middleware.set_cookie_header(result)
+            if header is not None:
+                headers.append(header)
+        if session.accessed:
+            _add_vary_cookie(headers)
+        return {**message, "headers": headers}
+
+
+def _user_agent(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == b"user-agent":
+            text: str = value.decode("latin-1")
+            return text[:MAX_USER_AGENT]
+    return None
+
+
+def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    """Add ``Cookie`` to Vary, merging with a Vary the app set rather than repeating it."""
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            tokens = {t.strip().lower() for t in value.split(b",")}
+            if b"cookie" not in tokens and b"*" not in tokens:
+                headers[index] = (key, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))
+
+
+async def send_error(send: Send, status: int, error: TesseraError) -> None:
+    """A complete JSON error response ``{"error": code, "error_description": ...}``."""
+    body = json.dumps(error.to_dict()).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
