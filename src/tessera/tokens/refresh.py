@@ -175,10 +175,10 @@ class RefreshTokens:
             self._count("rotated")
             return self._result(successor, family, duplicate=False)
         if outcome is RotateOutcome.GRACE and family is not None:
-            box, boxed_hash = result.successor_box, result.successor_hash
+            stored_box, boxed_hash = result.successor_box, result.successor_hash
             opened = None
-            if box is not None and boxed_hash is not None:
-                opened = open_successor(presented_token, box, boxed_hash)
+            if stored_box is not None and boxed_hash is not None:
+                opened = open_successor(presented_token, stored_box, boxed_hash)
             if opened is None:
                 raise self._refuse("unknown")  # a box we cannot open was not sealed for us
             self._count("grace")
