@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from typing import Literal
 
 import jwt
 import pytest
@@ -94,8 +95,8 @@ def test_asymmetric_kid_is_the_rfc7638_thumbprint(
 ) -> None:
     """Checked against joserfc's independent implementation."""
     key = keys_by_alg[alg]
-    kty = {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}[alg]
-    imported = joserfc_jwk.import_key(key.private_pem().encode(), kty)
+    kty: dict[str, Literal["OKP", "EC", "RSA"]] = {"EdDSA": "OKP", "ES256": "EC", "RS256": "RSA"}
+    imported = joserfc_jwk.import_key(key.private_pem().encode(), kty[alg])
     assert key.kid == imported.thumbprint()
 
 
@@ -116,7 +117,9 @@ def test_public_jwk_verifies_tokens(keys_by_alg: dict[str, SigningKey], alg: str
     """A third party holding only the published JWK can verify the key's tokens."""
     key = keys_by_alg[alg]
     token = jwt.encode({"sub": "u1"}, key.private_key, algorithm=alg)
-    public = jwt.PyJWK(key.public_jwk())
+    published = key.public_jwk()
+    assert published is not None
+    public = jwt.PyJWK(published)
     assert jwt.decode(token, public, algorithms=[alg]) == {"sub": "u1"}
 
 

@@ -31,6 +31,13 @@ from tests.conftest import POSTGRES_URL
 DAY = 86400.0
 
 
+@pytest.fixture(autouse=True)
+def _no_key_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings built here must see only what each test passes."""
+    for name in ("TESSERA_SECRET_KEY", "TESSERA_SECRETS_FILE", "TESSERA_SIGNING_ALGORITHM"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest) -> KeyStore:
     """Every writable KeyStore implementation, on real databases."""
