@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from tessera.cli import keys
 from tessera.cli.serve import serve
 
 app = typer.Typer(
@@ -12,6 +13,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.add_typer(keys.app, name="keys")
 
 
 @app.callback()
