@@ -1,0 +1,111 @@
+"""examples/visits.py counts 1, 2, 3 with each session store, through its own lifespan."""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from tessera.sessions import hash_session_id
+from tessera.stores.sql import create_engine
+from tests.conftest import POSTGRES_URL, REDIS_URL
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "visits.py"
+
+
+def load_example() -> ModuleType:
+    """A fresh import of the example, reading the environment the test set up."""
+    spec = importlib.util.spec_from_file_location(f"visits_{secrets.token_hex(4)}", EXAMPLE)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no stray ./tessera.toml
+    monkeypatch.delenv("TESSERA_CONFIG", raising=False)
+    monkeypatch.setenv("TESSERA_DEV", "1")
+
+
+@pytest.fixture
+async def postgres_database() -> AsyncIterator[str]:
+    """A database of this test's own on the real server (the example opens its own engine)."""
+    name = f"t_visits_{secrets.token_hex(5)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        await admin.dispose()
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required and unreachable: {exc!r}")
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def count_three(example: ModuleType) -> list[int]:
+    app = example.app
+    counts = []
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
+            for _ in range(3):
+                response = await c.get("/visits")
+                assert response.status_code == 200
+                counts.append(response.json()["visits"])
+            cookie = c.cookies["session"]  # dev mode: no __Host- prefix, no Secure
+        await example.manager.store.delete(hash_session_id(cookie))  # leave nothing behind
+    return counts
+
+
+@pytest.mark.usefixtures("environment")
+async def test_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "memory")
+    assert await count_three(load_example()) == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("environment")
+async def test_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "sql")
+    monkeypatch.setenv("TESSERA_DATABASE_URL", f"sqlite:///{tmp_path}/visits.db")
+    assert await count_three(load_example()) == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("environment")
+async def test_postgres(postgres_database: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "sql")
+    monkeypatch.setenv("TESSERA_DATABASE_URL", postgres_database)
+    assert await count_three(load_example()) == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("environment")
+async def test_redis(redis_client: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The redis_client fixture fails the test when Redis is down."""
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "redis")
+    monkeypatch.setenv("TESSERA_REDIS_URL", REDIS_URL)
+    assert await count_three(load_example()) == [1, 2, 3]
+
+
+@pytest.mark.usefixtures("environment")
+async def test_without_dev_the_cookie_is_secure(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "memory")
+    monkeypatch.setenv("TESSERA_DEV", "0")
+    example = load_example()
+    async with example.app.router.lifespan_context(example.app):
+        transport = httpx.ASGITransport(app=example.app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as c:
+            response = await c.get("/visits")
+    assert response.headers["set-cookie"].startswith("__Host-session=")
+    assert "Secure" in response.headers["set-cookie"]
