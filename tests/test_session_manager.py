@@ -480,3 +480,27 @@ async def test_cap_applies_at_login(store: CountingStore, clock: FakeClock) -> N
     assert [i.id for i in await manager.list_sessions("u")] == [session.id]
     assert old.secret_id
     assert await manager.load(old.secret_id) is None
+
+
+def test_flags_track_reads_and_writes() -> None:
+    session = Session()
+    assert not session.accessed
+    assert "a" not in session
+    assert session.accessed
+    assert not session.modified
+    session.setdefault("a", [])
+    assert session.modified
+    assert session.pop("a") == []
+    session.modified = False
+    session.clear()  # clearing nothing changes nothing
+    assert not session.modified
+
+
+async def test_untouched_loaded_data_is_never_decoded(manager: SessionManager) -> None:
+    """A request that never reads its session pays no JSON decoding and writes nothing."""
+    secret = await stored(manager, a=1)
+    session = await manager.load(secret)
+    assert session is not None
+    assert session._data is None
+    assert (await manager.save(session)).action is CookieAction.KEEP
+    assert not session.accessed

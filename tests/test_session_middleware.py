@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -343,3 +345,47 @@ async def test_store_error_raised_by_the_app_is_a_503(manager: SessionManager) -
     async with httpx.AsyncClient(transport=transport, base_url="https://t") as c:
         response = await c.get("/")
     assert response.status_code == 503
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    header=st.one_of(
+        st.text(max_size=300).map(lambda v: f"{NAME}={v}"),
+        st.binary(max_size=300).map(lambda v: NAME.encode() + b"=" + v),
+        st.binary(max_size=300),
+    )
+)
+async def test_any_cookie_header_is_no_session_never_an_error(
+    header: str | bytes, clock: FakeClock
+) -> None:
+    """Whatever the Cookie header holds, the visitor gets a fresh session, not an error."""
+    store = CountingStore(MemorySessionStore())
+    manager = SessionManager(store, clock=clock)
+    raw = header.encode("utf-8") if isinstance(header, str) else header
+    app = Starlette(routes=ROUTES, middleware=[Middleware(SessionMiddleware, manager=manager)])
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": "/peek",
+        "raw_path": b"/peek",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"cookie", raw)],
+        "client": ("10.0.0.1", 1234),
+        "server": ("t", 443),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    assert json.loads(sent[1]["body"]) == {"visits": 0}
+    assert store.calls["create"] == 0

@@ -70,7 +70,10 @@ async def load_session(request_or_scope: HTTPConnection | Mapping[str, Any]) -> 
     session = scope.get(SCOPE_SESSION)
     manager = scope.get(SCOPE_MANAGER)
     if not isinstance(session, Session) or not isinstance(manager, SessionManager):
-        raise TesseraError("no session in this request: is SessionMiddleware installed?")
+        raise TesseraError(
+            "no session in this request: is SessionMiddleware installed?",
+            code="session_middleware_missing",
+        )
     return await manager.resolve(session)
 
 
