@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import keys
+from tessera.cli import keys, users
 from tessera.cli.serve import serve
 
 app = typer.Typer(
@@ -14,6 +14,7 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.add_typer(keys.app, name="keys")
+app.add_typer(users.app, name="user")
 
 
 @app.callback()
