@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tessera.cli import keys, users
+from tessera.cli import keys, sessions, users
 from tessera.cli.serve import serve
 
 app = typer.Typer(
@@ -15,6 +15,7 @@ app = typer.Typer(
 app.command()(serve)
 app.add_typer(keys.app, name="keys")
 app.add_typer(users.app, name="user")
+app.add_typer(sessions.app, name="sessions")
 
 
 @app.callback()
