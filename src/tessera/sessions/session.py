@@ -154,6 +154,11 @@ class Session(MutableMapping[str, Any]):
         return self._persistent
 
     @property
+    def remembered(self) -> bool:
+        """Logged in by a remember-me cookie, not a password: ask again before sensitive changes."""
+        return self._remembered
+
+    @property
     def rotation_requested(self) -> bool:
         return self._rotate
 

@@ -59,6 +59,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
 async def ensure_schema(engine: AsyncEngine) -> None:
     """Create missing tables and record the schema version (idempotent, safe on every start)."""
+    # Imported here, not at the top: the table modules import this one for ``metadata``.
+    from tessera.stores import sql_tables  # noqa: F401
+
     try:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)

@@ -1,0 +1,113 @@
+"""Shared benchmark plumbing: serve an ASGI app with uvicorn in a subprocess, load it with wrk.
+
+Every variant of a comparison is served with the same uvicorn settings (one worker, no access
+log, httptools/uvloop when installed) and measured in the same run, so ratios are meaningful
+even on a noisy machine. Nothing here is a test; timings never gate CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Served:
+    """A running uvicorn process serving one app variant."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def serve(app: str, env: Mapping[str, str], *, ready_path: str = "/ready") -> Served:
+    """Start ``uvicorn app`` (an import string) and wait until ``ready_path`` answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--app-dir",
+            str(ROOT / "bench"),
+        ],
+        env={**os.environ, **env},
+        cwd=str(ROOT),
+    )
+    served = Served(proc, port)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(served.url + ready_path, timeout=1)
+            return served
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                served.stop()
+                raise RuntimeError(f"{app} did not start") from None
+            time.sleep(0.1)
+
+
+def wrk(url: str, *, seconds: int, connections: int, headers: Sequence[str] = ()) -> float:
+    """Requests per second that wrk (one thread: the machine has two cores) measured."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+    args = [exe, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for header in headers:
+        args += ["-H", header]
+    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} failed responses\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if match is None:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    return float(match.group(1))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set size in MB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    """A Markdown table (what the README shows)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
