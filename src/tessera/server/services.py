@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from tessera.identity.throttle import ThrottleStore
     from tessera.stores.refresh_tokens import RefreshTokenStore
     from tessera.stores.revocations import RevocationStore
+    from tessera.stores.sessions import SessionStore
 
 log = logging.getLogger("tessera.server")
 
@@ -176,8 +177,13 @@ async def open_services(
     *,
     hasher: PasswordHasher | None = None,
     metrics: Metrics | None = None,
+    redis_prefix: str = "tessera",
 ) -> Services:
-    """Open the database (creating or migrating its schema) and everything built on it."""
+    """Open the database (creating or migrating its schema) and everything built on it.
+
+    ``redis_prefix`` starts every Redis key and channel of this server (sessions, throttling,
+    refresh tokens, revocations): instances sharing a prefix share state; tests use their own.
+    """
     metrics = metrics or Metrics()
     engine = sql.create_engine(settings.database_url)
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -187,14 +193,21 @@ async def open_services(
         keys = await LiveKeyRing.open(
             open_key_store(settings, engine), clock, signing_alg=settings.signing_algorithm
         )
-        session_store = await open_session_store(settings, engine=engine, metrics=metrics)
-        closers.append(session_store.close)
-        if settings.session_store != "sql":
-            health["sessions"] = session_store.ping
         redis = _redis_client(settings) if settings.session_store == "redis" else None
         if redis is not None:
             closers.append(redis.aclose)
-        throttle_store, refresh_store, revocation_store = _token_stores(settings, engine, redis)
+            from tessera.stores.redis_sessions import RedisSessionStore
+
+            # Built here rather than by the factory so that it shares the client and the prefix.
+            session_store: SessionStore = RedisSessionStore(redis, redis_prefix)
+        else:
+            session_store = await open_session_store(settings, engine=engine, metrics=metrics)
+        closers.append(session_store.close)
+        if settings.session_store != "sql":
+            health["sessions"] = session_store.ping
+        throttle_store, refresh_store, revocation_store = _token_stores(
+            settings, engine, redis, redis_prefix
+        )
     except BaseException:
         for close in reversed(closers):
             with contextlib.suppress(Exception):
@@ -281,7 +294,7 @@ def _redis_client(settings: Settings) -> Redis:
 
 
 def _token_stores(
-    settings: Settings, engine: AsyncEngine, redis: Redis | None
+    settings: Settings, engine: AsyncEngine, redis: Redis | None, prefix: str
 ) -> tuple[ThrottleStore, RefreshTokenStore, RevocationStore]:
     """Throttle, refresh-token and revocation stores of the configured kind."""
     if redis is not None:
@@ -290,9 +303,9 @@ def _token_stores(
         from tessera.stores.redis_throttle import RedisThrottleStore
 
         return (
-            RedisThrottleStore(redis),
-            RedisRefreshTokenStore(redis),
-            RedisRevocationStore(redis),
+            RedisThrottleStore(redis, prefix),
+            RedisRefreshTokenStore(redis, prefix),
+            RedisRevocationStore(redis, prefix),
         )
     if settings.session_store == "memory":
         from tessera.stores.memory_refresh import MemoryRefreshTokenStore
