@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,6 +39,19 @@ def record(now: float, n: int = 0, *, idle: float = 100.0, user_id: str | None =
         absolute_expires_at=now + 3600.0,
         user_id=user_id,
     )
+
+
+async def settle_failed_sqlite_connects() -> None:
+    """Let aiosqlite's worker threads of failed connects finish while the loop still runs.
+
+    On a failed connect aiosqlite stops its thread without awaiting it; if the test's loop
+    closes first, the thread's completion callback hits a closed loop and pytest (warnings are
+    errors) reports it in whichever test runs next.
+    """
+    for _ in range(500):
+        if not any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+            return
+        await asyncio.sleep(0.01)
 
 
 @contextmanager
@@ -151,6 +165,7 @@ async def test_unreachable_sqlite_raises_store_unavailable(tmp_path: object) -> 
             assert info.value.store == "sql"
     finally:
         await store.close()
+        await settle_failed_sqlite_connects()
 
 
 async def test_postgres_down_raises_store_unavailable_without_secrets() -> None:
@@ -243,6 +258,7 @@ async def test_periodic_sweep_survives_an_unavailable_store(
         stop.set()
         assert await asyncio.wait_for(task, 5) == 0
     await store.close()
+    await settle_failed_sqlite_connects()
     assert len(caplog.records) >= 2
     assert "sql store unavailable" in caplog.records[0].getMessage()
 

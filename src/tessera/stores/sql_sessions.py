@@ -21,14 +21,13 @@ exception type, so a connection URL (and its password) never reaches a log or an
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy import (
     Boolean,
     Column,
-    ColumnElement,
     Float,
     LargeBinary,
     String,
@@ -46,14 +45,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from tessera.errors import StoreUnavailable
 from tessera.stores import sql
 from tessera.stores.sessions import SessionRecord
 
 SWEEP_BATCH = 500
-"""Rows deleted per sweep transaction: short transactions keep the write lock brief."""
+"""Rows deleted per sweep statement: short statements keep the write lock brief."""
 
 sessions_table = Table(
     "tessera_sessions",
@@ -118,9 +118,40 @@ def _record(row: RowMapping) -> SessionRecord:
     )
 
 
-def _float(name: str, value: float) -> Any:
-    # Typed binds: asyncpg needs to know ``:now - last_seen`` is float arithmetic.
-    return bindparam(name, value, type_=Float)
+# Statements are built once, with named parameters: building a CTE statement costs more Python
+# than the database takes to run it. Parameter names avoid column names, which SQLAlchemy
+# reserves for SET / VALUES. Floats are typed so asyncpg knows ``:now - last_seen`` is float8.
+_now = bindparam("now", type_=Float)
+_interval = bindparam("interval", type_=Float)
+_h = bindparam("h", type_=String)
+
+_LIVE = and_(_t.c.id_hash == _h, _t.c.expires_at > _now)
+
+_RENEW = (
+    update(_t)
+    .where(_LIVE, _now - _t.c.last_seen >= _interval)
+    .values(
+        last_seen=_now,
+        # min(now + idle, absolute): the same IEEE arithmetic as SessionRecord.expires_at.
+        expires_at=case(
+            (_now + _t.c.idle_timeout < _t.c.absolute_expires_at, _now + _t.c.idle_timeout),
+            else_=_t.c.absolute_expires_at,
+        ),
+    )
+)
+
+_RENEW_RETURNING = _RENEW.returning(_t)
+_SELECT_LIVE = select(_t).where(_LIVE)
+
+_renewed = _RENEW.returning(*_t.c, true().label("renewed")).cte("renewed")
+_LOAD_ONE_STATEMENT = select(*_renewed.c).union_all(
+    select(*_t.c, false().label("renewed")).where(_LIVE, ~exists(select(_renewed.c.id_hash)))
+)
+
+_INSERT = insert(_t)
+_UPDATE_LIVE = update(_t).where(_LIVE)  # SET columns come from the parameter keys
+_DELETE_LIVE = delete(_t).where(_LIVE)
+_DELETE = delete(_t).where(_t.c.id_hash == _h)
 
 
 class SqlSessionStore:
@@ -129,169 +160,125 @@ class SqlSessionStore:
     The schema comes from :func:`tessera.stores.sql.ensure_schema`. ``close()`` disposes the
     engine only when ``owns_engine`` is set: an engine handed in is usually shared with the other
     SQL stores, and its owner closes it.
+
+    On PostgreSQL every single-statement operation runs in autocommit mode: a statement is
+    atomic on its own, and skipping ``BEGIN``/``COMMIT`` saves two round trips per call. SQLite
+    has no round trips to save, and switching its isolation level on every checkout costs more
+    than the transaction, so there each operation is a plain short transaction. :meth:`replace`
+    (two statements) is one transaction on both.
     """
 
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
         self._engine = engine
         self._owns_engine = owns_engine
         self._single_statement_load = engine.dialect.name == "postgresql"
+        self._statement: Callable[[], AbstractAsyncContextManager[AsyncConnection]] = (
+            engine.execution_options(isolation_level="AUTOCOMMIT").connect
+            if self._single_statement_load
+            else engine.begin
+        )
 
     def __repr__(self) -> str:
         # The engine's repr would show the URL; the dialect is all a log needs.
         return f"SqlSessionStore(dialect={self._engine.dialect.name!r})"
 
-    async def create(self, record: SessionRecord) -> None:
+    async def _run(
+        self, stmt: Executable, params: dict[str, Any] | None = None
+    ) -> tuple[Sequence[RowMapping], int]:
+        """Execute one statement on its own; its rows (if any) and its rowcount."""
         with _unavailable():
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(_t).values(**_values(record)))
+            async with self._statement() as conn:
+                result = await conn.execute(stmt, params)
+                rows = result.mappings().all() if result.returns_rows else []
+                return rows, result.rowcount
+
+    async def create(self, record: SessionRecord) -> None:
+        await self._run(_INSERT, _values(record))
 
     async def load(
         self, id_hash: str, now: float, renewal_interval: float
     ) -> tuple[SessionRecord, bool] | None:
-        with _unavailable():
-            if self._single_statement_load:
-                return await self._load_one_statement(id_hash, now, renewal_interval)
-            return await self._load_read_then_renew(id_hash, now, renewal_interval)
-
-    def _live(self, id_hash: str, now: float) -> ColumnElement[bool]:
-        return and_(_t.c.id_hash == id_hash, _t.c.expires_at > _float("now", now))
-
-    def _renew(self, id_hash: str, now: float, renewal_interval: float) -> Any:
-        """``UPDATE`` that moves ``last_seen`` to ``now`` when the row is live and renewal due."""
-        now_p = _float("now", now)
-        # Same arithmetic as SessionRecord.expires_at / the Protocol's due test, in IEEE doubles.
-        new_expiry = case(
-            (now_p + _t.c.idle_timeout < _t.c.absolute_expires_at, now_p + _t.c.idle_timeout),
-            else_=_t.c.absolute_expires_at,
-        )
-        return (
-            update(_t)
-            .where(
-                self._live(id_hash, now),
-                now_p - _t.c.last_seen >= _float("interval", renewal_interval),
-            )
-            .values(last_seen=now_p, expires_at=new_expiry)
-        )
-
-    async def _load_one_statement(
-        self, id_hash: str, now: float, renewal_interval: float
-    ) -> tuple[SessionRecord, bool] | None:
-        renewed = (
-            self._renew(id_hash, now, renewal_interval)
-            .returning(*_t.c, true().label("renewed"))
-            .cte("renewed")
-        )
-        stmt = select(*renewed.c).union_all(
-            select(*_t.c, false().label("renewed")).where(
-                self._live(id_hash, now), ~exists(select(renewed.c.id_hash))
-            )
-        )
-        async with self._engine.begin() as conn:
-            row = (await conn.execute(stmt)).mappings().first()
-        if row is None:
+        params = {"h": id_hash, "now": now, "interval": renewal_interval}
+        if self._single_statement_load:
+            rows, _ = await self._run(_LOAD_ONE_STATEMENT, params)
+            return (_record(rows[0]), bool(rows[0]["renewed"])) if rows else None
+        rows, _ = await self._run(_SELECT_LIVE, params)
+        if not rows:
             return None
-        return _record(row), bool(row["renewed"])
-
-    async def _load_read_then_renew(
-        self, id_hash: str, now: float, renewal_interval: float
-    ) -> tuple[SessionRecord, bool] | None:
-        async with self._engine.connect() as conn:
-            row = (
-                (await conn.execute(select(_t).where(self._live(id_hash, now)))).mappings().first()
-            )
-        if row is None:
-            return None
-        record = _record(row)
+        record = _record(rows[0])
         if now - record.last_seen < renewal_interval:
             return record, False
-        async with self._engine.begin() as conn:
-            renewed = (
-                (await conn.execute(self._renew(id_hash, now, renewal_interval).returning(_t)))
-                .mappings()
-                .first()
-            )
-        if renewed is None:
+        renewed, _ = await self._run(_RENEW_RETURNING, params)
+        if not renewed:
             # A concurrent load renewed it first (or it was deleted meanwhile): that request
             # owns the cookie renewal; ours reports the row as it read it.
             return record, False
-        return _record(renewed), True
+        return _record(renewed[0]), True
 
     async def update(self, record: SessionRecord, now: float) -> bool:
-        values = _values(record)
-        del values["id_hash"]
-        with _unavailable():
-            async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    update(_t).where(self._live(record.id_hash, now)).values(**values)
-                )
-        return result.rowcount == 1
+        params = _values(record)
+        del params["id_hash"]
+        params |= {"h": record.id_hash, "now": now}
+        _, count = await self._run(_UPDATE_LIVE, params)
+        return count == 1
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         with _unavailable():
             async with self._engine.begin() as conn:
                 # Deleting only a live row makes the delete the guard: of two concurrent
                 # rotations of one session exactly one sees rowcount 1 and inserts.
-                gone = await conn.execute(delete(_t).where(self._live(old_id_hash, now)))
+                gone = await conn.execute(_DELETE_LIVE, {"h": old_id_hash, "now": now})
                 if gone.rowcount != 1:
                     return False
-                await conn.execute(insert(_t).values(**_values(record)))
+                await conn.execute(_INSERT, _values(record))
         return True
 
     async def delete(self, id_hash: str) -> bool:
-        with _unavailable():
-            async with self._engine.begin() as conn:
-                result = await conn.execute(delete(_t).where(_t.c.id_hash == id_hash))
-        return result.rowcount == 1
+        _, count = await self._run(_DELETE, {"h": id_hash})
+        return count == 1
 
     async def list_for_user(self, user_id: str, now: float) -> list[SessionRecord]:
         stmt = (
             select(_t)
-            .where(_t.c.user_id == user_id, _t.c.expires_at > _float("now", now))
+            .where(_t.c.user_id == user_id, _t.c.expires_at > _now)
             .order_by(_t.c.created_at, _t.c.id_hash)
         )
-        with _unavailable():
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(stmt)).mappings().all()
+        rows, _ = await self._run(stmt, {"now": now})
         return [_record(row) for row in rows]
 
     async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         stmt = delete(_t).where(_t.c.user_id == user_id)
         if keep is not None:
             stmt = stmt.where(_t.c.id_hash != keep)
-        with _unavailable():
-            async with self._engine.begin() as conn:
-                result = await conn.execute(stmt)
-        return result.rowcount
+        _, count = await self._run(stmt)
+        return count
 
     async def list_all(self, now: float, limit: int = 1000) -> list[SessionRecord]:
         stmt = (
             select(_t)
-            .where(_t.c.expires_at > _float("now", now))
+            .where(_t.c.expires_at > _now)
             .order_by(_t.c.created_at.desc(), _t.c.id_hash.desc())
             .limit(limit)
         )
-        with _unavailable():
-            async with self._engine.connect() as conn:
-                rows = (await conn.execute(stmt)).mappings().all()
+        rows, _ = await self._run(stmt, {"now": now})
         return [_record(row) for row in rows]
 
     async def sweep(self, now: float) -> int:
-        """Delete expired rows in batches of :data:`SWEEP_BATCH`, each its own transaction."""
+        """Delete expired rows in batches of :data:`SWEEP_BATCH`, each its own statement.
+
+        Short statements keep SQLite's write lock brief; the subquery is a range scan of the
+        ``expires_at`` index, so the cost follows the number of expired rows.
+        """
         batch = (
-            select(_t.c.id_hash)
-            .where(_t.c.expires_at <= _float("now", now))
-            .limit(SWEEP_BATCH)
-            .scalar_subquery()
+            select(_t.c.id_hash).where(_t.c.expires_at <= _now).limit(SWEEP_BATCH).scalar_subquery()
         )
         stmt = delete(_t).where(_t.c.id_hash.in_(batch))
         total = 0
-        with _unavailable():
-            while True:
-                async with self._engine.begin() as conn:
-                    removed = (await conn.execute(stmt)).rowcount
-                total += removed
-                if removed < SWEEP_BATCH:
-                    return total
+        while True:
+            _, removed = await self._run(stmt, {"now": now})
+            total += removed
+            if removed < SWEEP_BATCH:
+                return total
 
     async def ping(self) -> None:
         await sql.ping(self._engine)
