@@ -26,7 +26,7 @@ from tessera.clock import SYSTEM_CLOCK, Clock
 from tessera.config import Settings
 from tessera.errors import TesseraError
 from tessera.identity.passwords import PasswordHasher
-from tessera.server import api, pages, token_api
+from tessera.server import api, pages, pages_account, pages_consent, pages_login, token_api
 from tessera.server.health import healthz
 from tessera.server.services import open_services
 from tessera.server.stack import ServicesStack
@@ -125,6 +125,9 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.include_router(pages.router)
+    app.include_router(pages_login.router)
+    app.include_router(pages_account.router)
+    app.include_router(pages_consent.router)
     app.include_router(api.router)
     app.include_router(token_api.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -1,22 +1,68 @@
-"""Server-rendered pages (Jinja2): usable without JavaScript, no external assets."""
+"""Server-rendered pages (Jinja2): usable without JavaScript, no external assets.
+
+This module holds what every page shares — rendering with the common context, reading forms
+with limits, the redirect-target check, the device label of a User-Agent — and the home page.
+The pages themselves live in :mod:`~tessera.server.pages_login`,
+:mod:`~tessera.server.pages_account` and :mod:`~tessera.server.pages_consent`.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlencode
 
 from fastapi import APIRouter
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
 from tessera import __version__
 from tessera.asgi.auth import current_principal
+from tessera.asgi.consent import request_cookies
+from tessera.clock import to_datetime
+from tessera.errors import InvalidInput
 from tessera.server.deps import consent_of, services_of, session_of
+from tessera.server.services import THEME_COOKIE
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
+
+THEMES: Final = ("light", "dark")
+MAX_FIELD_CHARS: Final = 4096
+"""Default cap on one form field; pages name tighter caps for the fields they read."""
+MAX_FORM_FIELDS: Final = 32
+MAX_NEXT_CHARS: Final = 2048
+
+
+class UnsupportedForm(InvalidInput):
+    """The request body is not an HTML form (urlencoded or multipart)."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+def when(ts: float | None) -> str:
+    """A clock reading as shown on pages: minutes, UTC (no JavaScript to localise it)."""
+    return "—" if ts is None else to_datetime(ts).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = when
+
+
+def request_cookie(request: Request, name: str) -> str | None:
+    """One request cookie through Tessera's parser (total and capped, unlike ad-hoc splits)."""
+    return request_cookies(request.scope).get(name)
+
+
+def theme_of(request: Request) -> str:
+    """The visitor's colour theme from the theme cookie; light when absent or garbled."""
+    value = request_cookie(request, services_of(request).cookie_name(THEME_COOKIE))
+    return value if value in THEMES else "light"
 
 
 def page_context(request: Request, **extra: Any) -> dict[str, Any]:
@@ -26,19 +72,30 @@ def page_context(request: Request, **extra: Any) -> dict[str, Any]:
     consent = consent_of(request)
     return {
         "principal": current_principal(request),
+        "logged_in": session.is_loaded and session.user_id is not None,
         # A callable, so only pages that render a form create a session to bind the token to.
         "csrf_token": lambda: services.csrf.token(session),
         "show_consent_banner": consent is None or not consent.decided,
+        "theme": theme_of(request),
+        "here": request.url.path,
         "version": __version__,
         **extra,
     }
 
 
-def render(request: Request, template: str, status_code: int = 200, **extra: Any) -> Response:
+def render(
+    request: Request,
+    template: str,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
     response = templates.TemplateResponse(
         request, template, page_context(request, **extra), status_code=status_code
     )
     response.headers["cache-control"] = "no-store"
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
     return response
 
 
@@ -48,6 +105,104 @@ def error_page(request: Request, status: int, code: str, message: str) -> Respon
         return render(request, "error.html", status, code=code, message=message, status=status)
     except Exception:  # no session (middleware refused earlier): a plain page still helps
         return HTMLResponse(f"<h1>{status}</h1><p>{code}</p>", status_code=status)
+
+
+async def read_form(request: Request, limits: dict[str, int] | None = None) -> FormData:
+    """The request's form, refused unless it is a small HTML form of plain text fields.
+
+    ``limits`` caps named fields (characters); every other field gets :data:`MAX_FIELD_CHARS`.
+    Raises :class:`UnsupportedForm` (415) for another content type and InvalidInput (400) for
+    file parts, too many fields, over-long values or a malformed multipart body.
+    """
+    kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if kind not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise UnsupportedForm("send an HTML form (urlencoded or multipart)")
+    try:
+        form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=64 * 1024)
+    except HTTPException as exc:  # starlette's multipart errors: bad boundary, a file part...
+        raise InvalidInput(f"malformed form: {exc.detail}") from None
+    limits = limits or {}
+    for name, value in form.multi_items():
+        if not isinstance(value, str):
+            raise InvalidInput(f"field {name[:32]!r} must be text, not a file")
+        if len(value) > limits.get(name, MAX_FIELD_CHARS):
+            raise InvalidInput(f"field {name[:32]!r} is too long")
+    return form
+
+
+def text_field(form: FormData, name: str) -> str:
+    """A text field of a form checked by :func:`read_form` ("" when absent)."""
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def safe_next(raw: str | None) -> str | None:
+    """``raw`` when it is a path on this site, else None: no open redirects.
+
+    Only an absolute path of printable ASCII is accepted. ``//host`` and ``/\\host`` are
+    network-path references to another host in browsers; control characters (tabs, newlines)
+    are stripped by browsers, so ``/\\t/evil`` would become ``//evil``; any backslash is
+    refused because browsers read it as a slash.
+    """
+    if not raw or len(raw) > MAX_NEXT_CHARS:
+        return None
+    if not raw.startswith("/") or raw.startswith("//"):
+        return None
+    if any(not 0x20 < ord(c) < 0x7F for c in raw) or "\\" in raw:
+        return None
+    return raw
+
+
+def login_url(next_path: str) -> str:
+    """The login page that comes back to ``next_path`` (a path :func:`safe_next` accepted)."""
+    return "/login?" + urlencode({"next": next_path})
+
+
+_BROWSERS: Final = (
+    ("Edg/", "Edge"),
+    ("OPR/", "Opera"),
+    ("Firefox/", "Firefox"),
+    ("HeadlessChrome/", "Headless Chrome"),
+    ("Chromium/", "Chromium"),
+    ("Chrome/", "Chrome"),
+    ("CriOS/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+    ("python-httpx/", "Python httpx"),
+    ("python-requests/", "Python requests"),
+)
+_SYSTEMS: Final = (
+    ("Android", "Android"),
+    ("iPhone", "iPhone"),
+    ("iPad", "iPad"),
+    ("CrOS", "ChromeOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("Macintosh", "macOS"),
+    ("Linux", "Linux"),
+)
+_APP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9._-]{0,31}")
+
+
+def device_label(user_agent: str | None) -> str:
+    """A short readable device name ("Firefox on Linux") from a User-Agent; never raises.
+
+    A heuristic on purpose: the full string is kept with the session and shown on hover; the
+    label only has to let a person recognise their own devices.
+    """
+    if not user_agent:
+        return "Unknown device"
+    browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
+    system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    if browser or system:
+        return str(browser or system)
+    app = _APP_NAME.match(user_agent)
+    return app.group(0) if app else "Unknown device"
+
+
+templates.env.filters["device"] = device_label
 
 
 @router.get("/")
