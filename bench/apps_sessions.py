@@ -1,0 +1,75 @@
+"""The app every session benchmark variant serves: one endpoint that reads and writes a value.
+
+``BENCH_VARIANT`` picks what keeps the value: ``bare`` (a module-level dict, no sessions at all),
+``starlette`` (Starlette's signed-cookie SessionMiddleware), or ``memory`` / ``sqlite`` /
+``postgres`` / ``redis`` (Tessera's SessionMiddleware with that store). The endpoint code is the
+same for all, so the difference measured is the session machinery alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+VARIANT = os.environ.get("BENCH_VARIANT", "bare")
+_bare: dict[str, Any] = {}
+
+
+async def hit(request: Request) -> JSONResponse:
+    state = _bare if VARIANT == "bare" else request.session
+    state["n"] = state.get("n", 0) + 1
+    return JSONResponse({"n": state["n"]})
+
+
+async def ready(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("ok")
+
+
+def _tessera() -> tuple[list[Middleware], Any]:
+    from tessera.asgi.sessions import SessionMiddleware
+    from tessera.config import Settings
+    from tessera.sessions import SessionManager
+    from tessera.stores.factory import open_session_store
+    from tessera.stores.memory_sessions import MemorySessionStore
+
+    kind = {"memory": "memory", "sqlite": "sql", "postgres": "sql", "redis": "redis"}[VARIANT]
+    settings = Settings(
+        dev=True,
+        session_store=kind,
+        database_url=os.environ.get("BENCH_DATABASE_URL", "sqlite:///bench-sessions.db"),
+        redis_url=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        session_memory_max=2_000_000,
+    )
+    manager = SessionManager.from_settings(settings, MemorySessionStore())
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        manager.store = await open_session_store(settings)
+        yield
+        await manager.store.close()
+
+    return [Middleware(SessionMiddleware, manager=manager, dev=True)], lifespan
+
+
+middleware: list[Middleware] = []
+lifespan: Any = None
+if VARIANT == "starlette":
+    from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
+
+    middleware = [Middleware(StarletteSessions, secret_key="bench-" * 8, https_only=False)]
+elif VARIANT != "bare":
+    middleware, lifespan = _tessera()
+
+app = Starlette(
+    routes=[Route("/hit", hit), Route("/ready", ready)],
+    middleware=middleware,
+    lifespan=lifespan,
+)

@@ -1,0 +1,104 @@
+"""Requests per second of a read-and-write session endpoint, Tessera against the baselines.
+
+    .venv/bin/python bench/sessions_http.py [--seconds 5] [--connections 32] [--rounds 2]
+
+Every variant of ``bench/apps_sessions.py`` is served by the same uvicorn settings (one worker)
+and loaded with wrk in the same run; rounds alternate the variants so that machine noise hits
+them alike, and the best round of each is kept. Needs wrk (``apt-get install wrk``), Redis and
+PostgreSQL on 127.0.0.1 for those variants.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import tempfile
+
+import httpx
+from _harness import serve, table, wrk
+
+VARIANTS = {
+    "bare": "no sessions (baseline)",
+    "starlette": "Starlette SessionMiddleware (signed cookie)",
+    "memory": "Tessera, memory store",
+    "sqlite": "Tessera, SQLite store",
+    "postgres": "Tessera, PostgreSQL store",
+    "redis": "Tessera, Redis store",
+}
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def session_cookie(url: str) -> str | None:
+    """The Cookie header that makes the next requests reuse one session."""
+    response = httpx.get(url + "/hit")
+    response.raise_for_status()
+    cookie = response.headers.get("set-cookie")
+    return cookie.split(";", 1)[0] if cookie else None
+
+
+def _admin(statement: str) -> None:
+    """Run one statement on the PostgreSQL server (a database of the bench's own)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(prefix="tessera-bench-")
+    database = f"t_bench_{secrets.token_hex(4)}"
+    env_common = {
+        "BENCH_DATABASE_URL": f"sqlite:///{tmp}/sessions.db",
+        "BENCH_REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+    }
+    if "postgres" in args.only:
+        _admin(f'CREATE DATABASE "{database}"')
+    best: dict[str, float] = {}
+    for _round in range(args.rounds):
+        for variant in args.only:
+            env = {**env_common, "BENCH_VARIANT": variant}
+            if variant == "postgres":
+                env["BENCH_DATABASE_URL"] = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database
+            served = serve("apps_sessions:app", env)
+            try:
+                cookie = session_cookie(served.url)
+                headers = [f"Cookie: {cookie}"] if cookie else []
+                rps = wrk(
+                    served.url + "/hit",
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    headers=headers,
+                )
+            finally:
+                served.stop()
+            best[variant] = max(best.get(variant, 0.0), rps)
+            print(f"round {_round + 1}: {variant:9s} {rps:10.0f} req/s", flush=True)
+    if "postgres" in args.only:
+        _admin(f'DROP DATABASE "{database}" WITH (FORCE)')
+    base = best.get("bare")
+    rows = [
+        [VARIANTS[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"]
+        for v in args.only
+    ]
+    print()
+    print(table(rows, ["variant", "requests/s", "ratio to no sessions"]))
+
+
+if __name__ == "__main__":
+    main()
