@@ -75,3 +75,16 @@ def test_errors_carry_codes_and_statuses() -> None:
         "error_description": "redis store unavailable: connection refused",
     }
     assert CookieError("x", code="cookie_name_invalid").code == "cookie_name_invalid"
+
+
+def test_readme_documents_every_setting() -> None:
+    """The README's configuration reference names every setting's environment variable."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [
+        f"TESSERA_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`TESSERA_{name.upper()}`" not in readme
+    ]
+    assert missing == []
