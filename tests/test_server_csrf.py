@@ -1,0 +1,166 @@
+"""CsrfMiddleware as the server runs it: every refusal, every accepted way to send the token."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.browser_helpers import Server, form_token, login, running_server
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    async with running_server(tmp_path) as srv:
+        await srv.add_user("alice")
+        yield srv
+
+
+@pytest.fixture
+async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
+    """A logged-in browser that has seen its account page (so its session has a CSRF secret)."""
+    async with server.client() as browser:
+        assert (await login(browser)).status_code == 303
+        assert (await browser.get("/account")).status_code == 200
+        yield browser
+
+
+def forged_token() -> str:
+    """Well-formed (64 masked bytes) but made without the key."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(64)).rstrip(b"=").decode()
+
+
+async def logged_in(client: httpx.AsyncClient) -> bool:
+    return (await client.get("/account")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        (None, "token_missing"),
+        ("", "token_missing"),
+        ("not-base64!!", "token_malformed"),
+        ("A" * 5000, "token_malformed"),
+        ("forged", "token_invalid"),
+    ],
+)
+async def test_bad_tokens_are_403_json_and_change_nothing(
+    client: httpx.AsyncClient, token: str | None, reason: str
+) -> None:
+    data = {} if token is None else {"csrf_token": forged_token() if token == "forged" else token}
+    response = await client.post("/logout", data=data)
+    assert response.status_code == 403
+    assert response.json()["error"] == "csrf_failed"
+    assert response.json()["reason"] == reason
+    assert await logged_in(client)
+
+
+async def test_a_token_of_another_session_is_refused(
+    server: Server, client: httpx.AsyncClient
+) -> None:
+    async with server.client() as other:
+        theirs = await form_token(other, "/login")
+    response = await client.post("/logout", data={"csrf_token": theirs})
+    assert response.status_code == 403
+    assert response.json()["reason"] == "token_invalid"
+    assert await logged_in(client)
+
+
+async def test_a_token_from_before_login_dies_at_login(server: Server) -> None:
+    """Login rotates the CSRF secret with the session ID (no token fixation)."""
+    async with server.client() as browser:
+        before = await form_token(browser, "/login")
+        await login(browser)
+        response = await browser.post("/logout", data={"csrf_token": before})
+    assert response.status_code == 403
+
+
+async def test_browsers_asking_for_html_get_a_page(client: httpx.AsyncClient) -> None:
+    response = await client.post("/logout", headers={"accept": "text/html"})
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("text/html")
+    assert "Request refused" in response.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({"origin": "https://evil.example"}, "origin_mismatch"),
+        ({"origin": "null"}, "origin_null"),
+        ({"origin": "http://testserver"}, "origin_mismatch"),  # scheme differs
+        ({"sec-fetch-site": "cross-site"}, "cross_site"),
+        ({"sec-fetch-site": "same-site"}, "cross_site"),
+    ],
+)
+async def test_cross_site_requests_are_refused_even_with_a_valid_token(
+    client: httpx.AsyncClient, headers: dict[str, str], reason: str
+) -> None:
+    token = await form_token(client, "/account")
+    response = await client.post("/logout", data={"csrf_token": token}, headers=headers)
+    assert response.status_code == 403
+    assert response.json()["reason"] == reason
+    assert await logged_in(client)
+
+
+async def test_same_origin_headers_pass(client: httpx.AsyncClient) -> None:
+    token = await form_token(client, "/account")
+    response = await client.post(
+        "/logout",
+        data={"csrf_token": token},
+        headers={"origin": "https://testserver", "sec-fetch-site": "same-origin"},
+    )
+    assert response.status_code == 303
+    assert not await logged_in(client)
+
+
+async def test_token_in_the_header(client: httpx.AsyncClient) -> None:
+    token = await form_token(client, "/account")
+    response = await client.post("/logout", headers={"x-csrf-token": token})
+    assert response.status_code == 303
+
+
+async def test_token_in_a_multipart_form(client: httpx.AsyncClient) -> None:
+    token = await form_token(client, "/account")
+    response = await client.post(
+        "/preferences", files={"csrf_token": (None, token), "theme": (None, "dark")}
+    )
+    assert response.status_code == 200  # no preferences consent: the page says so
+    assert "could not be stored" in response.text
+
+
+async def test_an_oversize_form_is_413(client: httpx.AsyncClient) -> None:
+    body = b"csrf_token=x&pad=" + b"a" * (1024 * 1024 + 1)
+    response = await client.post(
+        "/logout", content=body, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+    assert response.status_code == 413
+    assert await logged_in(client)
+
+
+async def test_bearer_only_requests_are_exempt_but_cookies_are_not(server: Server) -> None:
+    """No page of another site can attach a Bearer token; a cookie beside it still counts."""
+    alice = await server.services.users.store.get_by_username("alice")
+    assert alice is not None
+    app_session = await server.services.sessions.create(user_id=alice.id, kind="token")
+    assert app_session.id is not None
+    token, _ = server.services.issuer.issue(alice.id, app_session.id, "openid", "app")
+    victim = await server.services.sessions.create(user_id=alice.id, kind="token")
+    bearer = {"authorization": f"Bearer {token}"}
+    async with server.client() as browser:
+        await login(browser)
+        mixed = await browser.delete(f"/api/v1/sessions/{victim.id}", headers=bearer)
+        assert mixed.status_code == 403
+    async with server.client() as app:
+        alone = await app.delete(f"/api/v1/sessions/{victim.id}", headers=bearer)
+    assert alone.status_code == 204
+
+
+async def test_anonymous_posts_without_a_session_are_refused(server: Server) -> None:
+    async with server.client() as client:
+        response = await client.post("/login", data={"username": "alice", "password": "x"})
+    assert response.status_code == 403
+    assert response.json()["reason"] in ("token_missing", "no_session")
