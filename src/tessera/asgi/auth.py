@@ -72,11 +72,15 @@ class AuthError(HTTPException):
 
 
 def bearer_token(scope: Scope) -> str | None:
-    """The token of an ``Authorization: Bearer`` header; "" when the header is malformed."""
+    """The token of an ``Authorization: Bearer`` header; "" when the header is malformed.
+
+    An over-long header is cut at :data:`MAX_AUTHORIZATION` before decoding: what remains of a
+    Bearer token is still over the verifier's size cap, so it is refused as ``oversized`` (not
+    as ``malformed``, which would tell the client the wrong story) and no more is decoded.
+    """
     for key, value in scope.get("headers") or ():
         if key == b"authorization":
-            if len(value) > MAX_AUTHORIZATION:
-                return ""
+            value = value[:MAX_AUTHORIZATION]
             scheme, _, token = value.decode("latin-1").partition(" ")
             if scheme.lower() != "bearer":
                 return None
