@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from dataclasses import replace
+from dataclasses import MISSING, fields, replace
 from typing import cast
 
 import pytest
@@ -96,6 +96,11 @@ async def test_create_then_load_round_trips_every_field(
         ip="2001:db8::1",
         user_agent="Mozilla/5.0 (X11; Linux) Zoë/1.0",
         remembered=True,
+        persistent=True,
+    )
+    # Every field must differ from its default, or a store that drops one would still pass.
+    assert all(
+        getattr(record, f.name) != f.default for f in fields(SessionRecord) if f.default != MISSING
     )
     await store.create(record)
     assert await store.load(record.id_hash, clock.now(), RENEW) == (record, False)
@@ -191,7 +196,12 @@ async def test_update_of_live_session_is_stored(store: SessionStore, clock: Fake
     await store.create(record)
     clock.advance(10.0)
     changed = replace(
-        record, data=b'{"cart": [1]}', last_seen=clock.now(), ip="192.0.2.7", remembered=True
+        record,
+        data=b'{"cart": [1]}',
+        last_seen=clock.now(),
+        ip="192.0.2.7",
+        remembered=True,
+        persistent=True,
     )
     assert await store.update(changed, clock.now()) is True
     assert await read(store, record.id_hash, clock.now()) == changed
@@ -269,7 +279,7 @@ async def test_replace_can_log_an_anonymous_session_in(
     """Rotation on login: the new record names the user and joins their index."""
     old = make(clock.now())
     await store.create(old)
-    new = replace(old, id_hash=new_digest(), user_id="u1")
+    new = replace(old, id_hash=new_digest(), user_id="u1", persistent=True)
     assert await store.replace(old.id_hash, new, clock.now()) is True
     assert await store.list_for_user("u1", clock.now()) == [new]
 
@@ -521,7 +531,13 @@ async def test_store_agrees_with_a_dict_model(
         elif op == "update":
             id_hash = pick(args[0])
             base = live(id_hash) or make(now)
-            changed = replace(base, id_hash=id_hash, data=b"u" + base.data, user_id=user(args[1]))
+            changed = replace(
+                base,
+                id_hash=id_hash,
+                data=b"u" + base.data,
+                user_id=user(args[1]),
+                persistent=not base.persistent,
+            )
             assert await store.update(changed, now) is (live(id_hash) is not None)
             if live(id_hash) is not None:
                 model[id_hash] = changed

@@ -11,6 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -20,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tessera.clock import FakeClock
 from tessera.config import Settings
 from tessera.errors import ConfigError, StoreUnavailable
-from tessera.stores import sql_sessions
+from tessera.stores import sql, sql_sessions
 from tessera.stores.factory import open_session_store
 from tessera.stores.memory_sessions import MemorySessionStore
 from tessera.stores.sessions import SessionRecord
-from tessera.stores.sql import create_engine
+from tessera.stores.sql import create_engine, ensure_schema
 from tessera.stores.sql_sessions import SqlSessionStore, sessions_table
 from tessera.stores.sweeper import run_periodic_sweep
 
@@ -118,6 +119,52 @@ async def test_renewal_rewrites_the_stored_expiry(engine: AsyncEngine, clock: Fa
     async with engine.connect() as conn:
         stored = (await conn.execute(select(sessions_table.c.expires_at))).scalar_one()
     assert stored == rec.absolute_expires_at  # min(now + 3000, created + 3600)
+
+
+async def _downgrade_to_version_1(engine: AsyncEngine) -> None:
+    """Make the database look like one written by schema version 1 (no persistent column)."""
+    async with engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE tessera_sessions DROP COLUMN persistent"))
+        await conn.execute(text("UPDATE tessera_schema SET version = 1 WHERE component = 'core'"))
+
+
+async def test_schema_version_1_is_upgraded_in_place(engine: AsyncEngine, clock: FakeClock) -> None:
+    """ensure_schema adds the persistent column to a version 1 table, keeping its rows."""
+    old = record(clock.now())
+    await _downgrade_to_version_1(engine)
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO tessera_sessions (id_hash, user_id, data, created_at, last_seen, "
+                "idle_timeout, absolute_expires_at, expires_at, kind, ip, user_agent, remembered) "
+                "VALUES (:h, NULL, :d, :t, :t, 100.0, :a, :e, 'browser', NULL, NULL, FALSE)"
+            ),
+            {
+                "h": old.id_hash,
+                "d": b"{}",
+                "t": clock.now(),
+                "a": old.absolute_expires_at,
+                "e": old.expires_at,
+            },
+        )
+    await ensure_schema(engine)
+    await ensure_schema(engine)  # a second start finds nothing left to do
+    async with engine.connect() as conn:
+        version = (await conn.execute(text("SELECT version FROM tessera_schema"))).scalar_one()
+    assert version == sql.SCHEMA_VERSION == 2
+    store = SqlSessionStore(engine)
+    assert await store.load(old.id_hash, clock.now(), 60.0) == (old, False)
+    persistent = replace(record(clock.now(), 1), persistent=True)
+    await store.create(persistent)
+    assert await store.load(persistent.id_hash, clock.now(), 60.0) == (persistent, False)
+
+
+async def test_newer_schema_version_is_refused(engine: AsyncEngine) -> None:
+    """A database upgraded by a newer Tessera is not touched by an older one."""
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE tessera_schema SET version = 99 WHERE component = 'core'"))
+    with pytest.raises(ConfigError):
+        await ensure_schema(engine)
 
 
 async def test_sweep_deletes_in_batches(

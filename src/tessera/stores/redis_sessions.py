@@ -146,6 +146,7 @@ def _fields(record: SessionRecord) -> dict[EncodableT, EncodableT]:
         "absolute_expires_at": repr(float(record.absolute_expires_at)),
         "kind": record.kind,
         "remembered": "1" if record.remembered else "0",
+        "persistent": "1" if record.persistent else "0",
     }
     # None is stored as an absent field: Redis has no null.
     for name, value in (
@@ -175,6 +176,8 @@ def _record(id_hash: str, f: Mapping[bytes, bytes]) -> SessionRecord:
         ip=_text(f.get(b"ip")),
         user_agent=_text(f.get(b"user_agent")),
         remembered=f[b"remembered"] == b"1",
+        # Absent from hashes written before the field existed: those were never persistent.
+        persistent=f.get(b"persistent") == b"1",
     )
 
 

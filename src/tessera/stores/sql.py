@@ -7,9 +7,11 @@ on start. SQLite (the embedded default) runs in WAL mode so readers never wait f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, event, select
+from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, event, inspect, select
+from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -18,7 +20,7 @@ from tessera.errors import ConfigError, StoreUnavailable
 
 metadata = MetaData()
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Bump with a migration step in :data:`MIGRATIONS` whenever a table changes shape."""
 
 schema_info = Table(
@@ -27,6 +29,27 @@ schema_info = Table(
     Column("component", String(64), primary_key=True),
     Column("version", Integer, nullable=False),
 )
+
+
+def _add_session_persistent(conn: Connection) -> None:
+    """Version 1 -> 2: sessions remember whether their cookie is persistent.
+
+    Skipped when the column is already there: ``create_all`` made the table in this very run
+    (a version 1 database that lacked it), so the step is idempotent whatever came before.
+    """
+    columns = {c["name"] for c in inspect(conn).get_columns("tessera_sessions")}
+    if "persistent" not in columns:
+        # FALSE, not 0: PostgreSQL refuses an integer default for a boolean; SQLite >= 3.23
+        # reads FALSE as 0.
+        conn.execute(
+            sql_text(
+                "ALTER TABLE tessera_sessions ADD COLUMN persistent BOOLEAN NOT NULL DEFAULT FALSE"
+            )
+        )
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_session_persistent}
+"""Step ``n`` brings a database at schema version ``n`` to ``n + 1`` (inside one transaction)."""
 
 
 def async_url(url: str) -> str:
@@ -64,23 +87,35 @@ async def ensure_schema(engine: AsyncEngine) -> None:
 
     try:
         async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
-            current = (
-                await conn.execute(
-                    select(schema_info.c.version).where(schema_info.c.component == "core")
-                )
-            ).scalar_one_or_none()
-            if current is None:
-                await conn.execute(
-                    schema_info.insert().values(component="core", version=SCHEMA_VERSION)
-                )
-            elif current > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"database schema version {current} is newer than this Tessera "
-                    f"({SCHEMA_VERSION}); upgrade Tessera"
-                )
+            await conn.run_sync(_upgrade)
     except SQLAlchemyError as exc:
         raise StoreUnavailable("sql", type(exc).__name__) from exc
+
+
+def _upgrade(conn: Connection) -> None:
+    """Create what is missing, then run the migration steps from the recorded version."""
+    metadata.create_all(conn)
+    # FOR UPDATE (PostgreSQL; SQLite has one writer anyway): of two servers starting together,
+    # the second waits for the first's upgrade and then finds the new version.
+    current = conn.execute(
+        select(schema_info.c.version).where(schema_info.c.component == "core").with_for_update()
+    ).scalar_one_or_none()
+    if current is None:
+        conn.execute(schema_info.insert().values(component="core", version=SCHEMA_VERSION))
+        return
+    if current > SCHEMA_VERSION:
+        raise ConfigError(
+            f"database schema version {current} is newer than this Tessera "
+            f"({SCHEMA_VERSION}); upgrade Tessera"
+        )
+    for version in range(current, SCHEMA_VERSION):
+        MIGRATIONS[version](conn)
+    if current < SCHEMA_VERSION:
+        conn.execute(
+            schema_info.update()
+            .where(schema_info.c.component == "core")
+            .values(version=SCHEMA_VERSION)
+        )
 
 
 async def ping(engine: AsyncEngine) -> None:

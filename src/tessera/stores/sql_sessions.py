@@ -71,6 +71,9 @@ sessions_table = Table(
     Column("ip", String, nullable=True),
     Column("user_agent", String, nullable=True),
     Column("remembered", Boolean, nullable=False),
+    # Added in schema version 2 (see tessera.stores.sql.MIGRATIONS), hence the server default:
+    # rows written by version 1 were never persistent.
+    Column("persistent", Boolean, nullable=False, server_default=false()),
 )
 
 _t = sessions_table
@@ -99,6 +102,7 @@ def _values(record: SessionRecord) -> dict[str, Any]:
         "ip": record.ip,
         "user_agent": record.user_agent,
         "remembered": record.remembered,
+        "persistent": record.persistent,
     }
 
 
@@ -115,6 +119,7 @@ def _record(row: RowMapping) -> SessionRecord:
         ip=row["ip"],
         user_agent=row["user_agent"],
         remembered=bool(row["remembered"]),
+        persistent=bool(row["persistent"]),
     )
 
 
