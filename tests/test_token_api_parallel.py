@@ -1,0 +1,97 @@
+"""Parallel refreshes of one refresh token through the HTTP API, on every store kind: all get
+the same successor and nobody is logged out (the grace window, decided atomically by the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from tessera.config import Settings
+from tessera.stores.sql import create_engine
+from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.test_token_api_support import WHOAMI, bearer, login, make_settings, running
+
+PARALLEL = 8
+
+
+@pytest.fixture
+async def postgres_database() -> AsyncIterator[str]:
+    """A database of this test's own on the real server (the app opens its own engine)."""
+    name = f"t_tokens_{secrets.token_hex(5)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        await admin.dispose()
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required and unreachable: {exc!r}")
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+async def refresh_in_parallel(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_prefix: str | None = None
+) -> None:
+    async with running(settings, monkeypatch=monkeypatch, redis_prefix=redis_prefix) as server:
+        await server.add_user("alice")
+        async with server.client() as client:
+            pair = await login(client)
+
+            async def refresh() -> Any:
+                return await client.post(
+                    "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+                )
+
+            answers = await asyncio.gather(*(refresh() for _ in range(PARALLEL)))
+            assert [a.status_code for a in answers] == [200] * PARALLEL, [a.text for a in answers]
+            successors = {a.json()["refresh_token"] for a in answers}
+            assert len(successors) == 1
+            for answer in answers:  # every access token handed out works
+                token = answer.json()["access_token"]
+                assert (await client.get(WHOAMI, headers=bearer(token))).status_code == 200
+            # The family did not fork and was not revoked: the successor refreshes once more.
+            (successor,) = successors
+            following = await client.post("/api/v1/auth/refresh", json={"refresh_token": successor})
+            assert following.status_code == 200
+            alice = await server.services.users.store.get_by_username("alice")
+            assert alice is not None
+            assert len(await server.services.sessions.list_sessions(alice.id)) == 1
+
+
+@pytest.mark.parametrize("store", ["memory", "sql"])
+async def test_parallel_refresh_memory_and_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
+) -> None:
+    await refresh_in_parallel(make_settings(tmp_path, session_store=store), monkeypatch)
+
+
+async def test_parallel_refresh_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_database: str
+) -> None:
+    settings = make_settings(tmp_path, session_store="sql", database_url=postgres_database)
+    await refresh_in_parallel(settings, monkeypatch)
+
+
+async def test_parallel_refresh_redis(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_client: Any, redis_prefix: str
+) -> None:
+    settings = make_settings(tmp_path, session_store="redis", redis_url=REDIS_URL)
+    try:
+        await refresh_in_parallel(settings, monkeypatch, redis_prefix)
+        # Everything the server wrote is under the test's own prefix.
+        assert [key async for key in redis_client.scan_iter(match=f"{redis_prefix}:*")]
+    finally:
+        keys = [key async for key in redis_client.scan_iter(match=f"{redis_prefix}:*")]
+        if keys:
+            await redis_client.delete(*keys)
