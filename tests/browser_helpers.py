@@ -152,15 +152,38 @@ def tessera_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> st
     return done.stdout
 
 
+def add_users(env: dict[str, str], names: list[str], password: str = PASSWORD) -> None:
+    """``tessera user add NAME --password-stdin`` for each name, run side by side."""
+    procs = [
+        subprocess.Popen(  # noqa: S603 - our own entry point
+            [str(TESSERA), "user", "add", name, "--password-stdin"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            text=True,
+        )
+        for name in names
+    ]
+    for name, proc in zip(names, procs, strict=True):
+        output, _ = proc.communicate(password + "\n", timeout=60)
+        if proc.returncode != 0:
+            raise AssertionError(f"tessera user add {name} failed: {output}")
+
+
 @contextmanager
 def serve(env: dict[str, str], cwd: Path) -> Iterator[str]:
-    """``tessera serve`` on a free port; yields its base URL once /healthz answers."""
+    """``tessera serve`` on a free port; yields its base URL once /healthz answers.
+
+    The server's output goes to ``cwd/serve.log`` (read it when a test fails).
+    """
     port = free_port()
+    log = (cwd / "serve.log").open("w")
     proc = subprocess.Popen(  # noqa: S603 - our own entry point
         [str(TESSERA), "serve", "--port", str(port)],
         cwd=str(cwd),
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -180,16 +203,18 @@ def serve(env: dict[str, str], cwd: Path) -> Iterator[str]:
     finally:
         proc.terminate()
         try:
-            proc.communicate(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+        log.close()
 
 
 __all__ = [
     "BASE_URL",
     "PASSWORD",
     "Server",
+    "add_users",
     "cli_env",
     "csrf_from",
     "form_token",
