@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from dataclasses import replace
 
 import pytest
@@ -10,11 +12,13 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
 from tessera.clock import FakeClock
 from tessera.config import Settings
 from tessera.errors import ConfigError, StoreUnavailable
 from tessera.stores.factory import open_session_store
+from tessera.stores.redis_autopipeline import AutoPipeline
 from tessera.stores.redis_sessions import RedisSessionStore
 from tessera.stores.sessions import SessionRecord
 from tests.conftest import REDIS_URL
@@ -214,3 +218,83 @@ async def test_factory_opens_redis_from_the_url_and_closes_it() -> None:
     assert [c.is_connected for c in connections] == [True]
     await store.close()
     assert [c.is_connected for c in connections] == [False]
+
+
+# --- auto-pipelining -----------------------------------------------------------------------
+
+
+async def test_concurrent_loads_share_one_pipeline(
+    store: RedisSessionStore, clock: FakeClock
+) -> None:
+    """Loads issued together by concurrent requests reach Redis as one pipeline, each answered."""
+    records = [record(clock.now(), n) for n in range(8)]
+    for rec in records:
+        await store.create(rec)
+    before = store._batch.batches_sent
+    loaded = await asyncio.gather(*(store.load(r.id_hash, clock.now(), 60.0) for r in records))
+    assert store._batch.batches_sent == before + 1
+    assert loaded == [(r, False) for r in records]
+
+
+async def test_a_failed_pipeline_fails_every_caller_with_store_unavailable(
+    clock: FakeClock,
+) -> None:
+    """When the batch's connection fails, each request in it gets StoreUnavailable."""
+    client = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    store = RedisSessionStore(client, owns_client=True)
+    try:
+        results = await asyncio.gather(
+            *(store.load(record(clock.now(), n).id_hash, clock.now(), 60.0) for n in range(5)),
+            store.update(record(clock.now()), clock.now()),
+            return_exceptions=True,
+        )
+        assert store._batch.batches_sent == 1
+        assert all(isinstance(r, StoreUnavailable) for r in results)
+    finally:
+        await store.close()
+
+
+async def test_a_server_error_fails_only_the_group_that_caused_it(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """One caller's bad command does not disturb the replies of the others in its batch."""
+    batch = AutoPipeline(redis_client)
+    text, counter = f"{redis_prefix}:text", f"{redis_prefix}:counter"
+    await redis_client.set(text, "not a number")
+    good, bad = await asyncio.gather(
+        batch.execute([(("INCR", counter), {}), (("INCR", counter), {})]),
+        batch.execute([(("INCR", text), {})]),
+        return_exceptions=True,
+    )
+    assert good == [1, 2]
+    assert isinstance(bad, ResponseError)
+    assert batch.batches_sent == 1
+    await redis_client.delete(text, counter)
+
+
+async def test_a_cancelled_caller_does_not_break_its_batch(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """Cancelling one waiting caller leaves the others' replies intact."""
+    batch = AutoPipeline(redis_client)
+    key = f"{redis_prefix}:n"
+    doomed = asyncio.ensure_future(batch.execute([(("INCR", key), {})]))
+    kept = asyncio.ensure_future(batch.execute([(("INCR", key), {})]))
+    await asyncio.sleep(0)
+    doomed.cancel()
+    assert await kept == [2]  # both commands ran; only the reply of the cancelled one is dropped
+    assert doomed.cancelled()
+    await redis_client.delete(key)
+
+
+async def test_factory_client_fails_fast_when_redis_is_down(clock: FakeClock) -> None:
+    """The factory's client gives up on a refused connection in well under a second."""
+    settings = Settings(session_store="redis", redis_url="redis://127.0.0.1:1/0")
+    store = await open_session_store(settings)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store.load("0" * 64, clock.now(), 60.0)
+        assert time.monotonic() - started < 1.0
+    finally:
+        await store.close()

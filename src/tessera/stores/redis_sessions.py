@@ -47,12 +47,14 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from tessera.errors import ConfigError, StoreUnavailable
+from tessera.stores.redis_autopipeline import AutoPipeline, Command
 from tessera.stores.sessions import SessionRecord
 
 SCAN_BATCH = 500
@@ -206,10 +208,17 @@ class RedisSessionStore:
         self._client = client
         self._prefix = prefix
         self._owns_client = owns_client
+        self._batch = AutoPipeline(client)
         self._load_script = client.register_script(_LOAD)
         self._update_script = client.register_script(_UPDATE)
         self._take_script = client.register_script(_TAKE)
         self._delete_script = client.register_script(_DELETE)
+        self._scripts = (
+            self._load_script,
+            self._update_script,
+            self._take_script,
+            self._delete_script,
+        )
 
     def __repr__(self) -> str:
         return f"RedisSessionStore(prefix={self._prefix!r})"
@@ -220,27 +229,38 @@ class RedisSessionStore:
     def _user_key(self, user_id: str) -> str:
         return f"{self._prefix}:u:{{{user_id}}}"
 
-    # --- pipelines --------------------------------------------------------------------------
+    # --- commands -----------------------------------------------------------------------------
 
-    async def _pipeline(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        """Run the commands ``build`` queues in one round trip (not a transaction: Cluster).
+    async def _pipeline(self, build: Callable[[Pipeline], object]) -> list[Any]:
+        """Run the commands ``build`` queues, in order, as one group of the auto-pipeline.
 
-        Scripts are queued as bare EVALSHA (redis-py would add a SCRIPT EXISTS round trip on
-        every execute otherwise); after a server restart emptied the script cache the scripts
-        are loaded and the pipeline replayed once, which is safe because a NOSCRIPT error means
-        no script ran and every other queued command is idempotent.
+        Scripts are queued as bare EVALSHA (redis-py's Script objects would add a SCRIPT EXISTS
+        round trip to every pipeline); after a server restart emptied the script cache the
+        scripts are loaded and the group replayed once, which is safe because a NOSCRIPT error
+        means no script ran and every other command of a group is idempotent. ``build`` runs
+        again for the replay, so the commands carry the reloaded digests.
         """
         try:
-            return await self._execute(build)
+            return await self._batch.execute(self._stack(build))
         except NoScriptError:
-            for script in (self._update_script, self._take_script, self._delete_script):
+            for script in self._scripts:
                 script.sha = await self._client.script_load(script.script)
-            return await self._execute(build)
+            return await self._batch.execute(self._stack(build))
 
-    async def _execute(self, build: Callable[[Pipeline], None]) -> list[Any]:
-        pipe = self._client.pipeline(transaction=False)
-        build(pipe)
-        return await pipe.execute()
+    def _stack(self, build: Callable[[Pipeline], object]) -> Sequence[Command]:
+        # A pipeline object used only to record commands as redis-py encodes them (arguments
+        # and reply-parsing options); the auto-pipeline sends them.
+        recorder = self._client.pipeline(transaction=False)
+        build(recorder)
+        return recorder.command_stack
+
+    async def _eval(self, script: AsyncScript, key: str, *args: EncodableT) -> Any:
+        """One script call, batched with whatever else concurrent callers send."""
+
+        def build(pipe: Pipeline) -> None:
+            pipe.evalsha(script.sha, 1, key, *args)
+
+        return (await self._pipeline(build))[0]
 
     def _queue_index(self, pipe: Pipeline, record: SessionRecord, now: float) -> None:
         """Add the record to its user's index; the index lives until its last member dies."""
@@ -276,9 +296,11 @@ class RedisSessionStore:
         self, id_hash: str, now: float, renewal_interval: float
     ) -> tuple[SessionRecord, bool] | None:
         with _unavailable():
-            reply = await self._load_script(
-                keys=[self._session_key(id_hash)],
-                args=[repr(float(now)), repr(float(renewal_interval))],
+            reply = await self._eval(
+                self._load_script,
+                self._session_key(id_hash),
+                repr(float(now)),
+                repr(float(renewal_interval)),
             )
         if not reply:
             return None
@@ -309,12 +331,12 @@ class RedisSessionStore:
     async def _unindex_if_moved(self, previous: bytes | None, record: SessionRecord) -> None:
         old_user = _text(previous)
         if old_user is not None and old_user != record.user_id:
-            await self._client.zrem(self._user_key(old_user), record.id_hash)
+            await self._pipeline(lambda pipe: pipe.zrem(self._user_key(old_user), record.id_hash))
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         with _unavailable():
-            taken = await self._take_script(
-                keys=[self._session_key(old_id_hash)], args=[repr(float(now))]
+            taken = await self._eval(
+                self._take_script, self._session_key(old_id_hash), repr(float(now))
             )
             if not taken:
                 return False
@@ -331,12 +353,12 @@ class RedisSessionStore:
 
     async def delete(self, id_hash: str) -> bool:
         with _unavailable():
-            reply = await self._delete_script(keys=[self._session_key(id_hash)], args=["0"])
+            reply = await self._eval(self._delete_script, self._session_key(id_hash), "0")
             if not reply:
                 return False
             owner = _text(reply[1])
             if owner is not None:
-                await self._client.zrem(self._user_key(owner), id_hash)
+                await self._pipeline(lambda pipe: pipe.zrem(self._user_key(owner), id_hash))
         return True
 
     async def list_for_user(self, user_id: str, now: float) -> list[SessionRecord]:
@@ -367,7 +389,9 @@ class RedisSessionStore:
     async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         index = self._user_key(user_id)
         with _unavailable():
-            members = cast(list[bytes], await self._client.zrange(index, 0, -1))
+            members = cast(
+                list[bytes], (await self._pipeline(lambda pipe: pipe.zrange(index, 0, -1)))[0]
+            )
             digests = [d for d in (m.decode() for m in members) if d != keep]
             if not digests:
                 return 0
@@ -383,7 +407,7 @@ class RedisSessionStore:
             deleted = [d for d, reply in zip(digests, replies, strict=True) if reply]
             if deleted:
                 # Only entries whose session we deleted: a missing one may be a create in flight.
-                await self._client.zrem(index, *deleted)
+                await self._pipeline(lambda pipe: pipe.zrem(index, *deleted))
         return len(deleted)
 
     async def list_all(self, now: float, limit: int = 1000) -> list[SessionRecord]:
