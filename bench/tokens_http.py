@@ -1,0 +1,75 @@
+"""Requests per second of one protected endpoint: unprotected, Bearer token, cookie session.
+
+    .venv/bin/python bench/tokens_http.py [--seconds 5] [--connections 32] [--rounds 3]
+
+Every variant of ``bench/apps_tokens.py`` is served by the same uvicorn settings (one worker)
+and loaded with wrk in the same run; rounds alternate the variants so that machine noise hits
+them alike, and the best round of each is kept. The Bearer variant is measured with the
+verification cache warm (one token, as an app sends it on every request); the cookie variant
+loads its session from the memory store on every request. Target: Bearer >= 0.8x unprotected.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import httpx
+from _harness import serve, table, wrk
+
+VARIANTS = {
+    "bare": "unprotected (baseline)",
+    "bearer": "Bearer token (AuthMiddleware + require_user, cached verifier)",
+    "cookie": "session cookie (SessionMiddleware, memory store + AuthMiddleware)",
+}
+
+
+def credentials(variant: str, url: str) -> list[str]:
+    """The header that authenticates every request of the run (and warms what it warms)."""
+    if variant == "bearer":
+        token = httpx.get(url + "/token").raise_for_status().text
+        header = f"Authorization: Bearer {token}"
+        httpx.get(url + "/me", headers={"authorization": f"Bearer {token}"}).raise_for_status()
+        return [header]
+    if variant == "cookie":
+        response = httpx.get(url + "/login").raise_for_status()
+        cookie = response.headers["set-cookie"].split(";", 1)[0]
+        httpx.get(url + "/me", headers={"cookie": cookie}).raise_for_status()
+        return [f"Cookie: {cookie}"]
+    return []
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    args = parser.parse_args()
+
+    best: dict[str, float] = {}
+    for round_ in range(args.rounds):
+        for variant in args.only:
+            served = serve("apps_tokens:app", {"BENCH_VARIANT": variant})
+            try:
+                headers = credentials(variant, served.url)
+                rps = wrk(
+                    served.url + "/me",
+                    seconds=args.seconds,
+                    connections=args.connections,
+                    headers=headers,
+                )
+            finally:
+                served.stop()
+            best[variant] = max(best.get(variant, 0.0), rps)
+            print(f"round {round_ + 1}: {variant:7s} {rps:10.0f} req/s", flush=True)
+    base = best.get("bare")
+    rows = [
+        [VARIANTS[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"]
+        for v in args.only
+    ]
+    print()
+    print(table(rows, ["variant", "requests/s", "ratio to unprotected"]))
+
+
+if __name__ == "__main__":
+    main()
