@@ -98,3 +98,23 @@ def test_tessera_serve_starts_and_answers(tmp_path: object) -> None:
         output, _ = proc.communicate(timeout=10)
     assert f"http://127.0.0.1:{port}/" in output
     assert f"{tmp_path}/tessera.db" in output
+
+
+async def test_cookie_budget_warns_when_a_site_would_hold_too_many(
+    tmp_path: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """TESSERA_COOKIE_BUDGET reaches the response layer: over it, a warning and a counter."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/t.db", session_store="memory", cookie_budget=2
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        services: Services = app.state.services
+        transport = httpx.ASGITransport(app=app)
+        cookies = "; ".join(f"c{i}=v" for i in range(5))
+        async with httpx.AsyncClient(transport=transport, base_url="https://t") as client:
+            # The login page starts a session: one more cookie on a site already holding five.
+            response = await client.get("/login", headers={"cookie": cookies})
+        assert response.status_code == 200
+        assert services.metrics.get("cookies.budget_exceeded") >= 1
+    assert any("cookie" in record.getMessage().lower() for record in caplog.records)

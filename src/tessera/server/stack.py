@@ -21,6 +21,7 @@ from tessera.asgi.consent import ConsentMiddleware
 from tessera.asgi.csrf import CsrfMiddleware
 from tessera.asgi.remember import RememberMeMiddleware
 from tessera.asgi.sessions import SessionMiddleware
+from tessera.cookies import CookieBudget
 from tessera.errors import TesseraError
 from tessera.identity.events import EventKind
 from tessera.server.services import CONSENT_COOKIE, REMEMBER_COOKIE, Services
@@ -146,6 +147,7 @@ def build_chain(app: ASGIApp, services: Services) -> ASGIApp:
         clock=services.clock,
         metrics=services.metrics,
         cookie_name=CONSENT_COOKIE,
+        budget=CookieBudget(settings.cookie_budget, metrics=services.metrics, clock=services.clock),
     )
     return ErrorGuard(chain)
 
