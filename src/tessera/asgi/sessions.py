@@ -122,7 +122,8 @@ class SessionMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        session = self.manager.begin(self._cookie(scope))
+        cookie_fields, user_agent = _read_headers(scope)
+        session = self.manager.begin(self._cookie(cookie_fields))
         scope[SCOPE_SESSION] = session
         scope[SCOPE_MANAGER] = self.manager
         if self.autoload:
@@ -134,14 +135,14 @@ class SessionMiddleware:
         if scope["type"] == "websocket":
             await self.app(scope, receive, send)
             return
-        await _Exchange(self, scope, session, send).run(receive)
+        await _Exchange(self, scope, session, send, user_agent).run(receive)
 
-    def _cookie(self, scope: Scope) -> str | None:
-        fields = [v for k, v in scope.get("headers", ()) if k.lower() == b"cookie"]
+    def _cookie(self, fields: list[bytes]) -> str | None:
         if not fields:
             return None
         # Several Cookie fields (HTTP/2) are one list, joined as RFC 9113 §8.2.3 says.
-        return parse_cookie_header(b"; ".join(fields)).get(self.cookie_name)
+        header = fields[0] if len(fields) == 1 else b"; ".join(fields)
+        return parse_cookie_header(header).get(self.cookie_name)
 
     async def respond_unavailable(self, scope: Scope, send: Send, exc: Exception) -> None:
         error = (
@@ -169,15 +170,21 @@ class SessionMiddleware:
 class _Exchange:
     """One HTTP request/response through the middleware: saves at response start."""
 
-    __slots__ = ("middleware", "replaced", "scope", "send", "session", "started")
+    __slots__ = ("middleware", "replaced", "scope", "send", "session", "started", "user_agent")
 
     def __init__(
-        self, middleware: SessionMiddleware, scope: Scope, session: Session, send: Send
+        self,
+        middleware: SessionMiddleware,
+        scope: Scope,
+        session: Session,
+        send: Send,
+        user_agent: str | None,
     ) -> None:
         self.middleware = middleware
         self.scope = scope
         self.session = session
         self.send = send
+        self.user_agent = user_agent
         self.started = False
         self.replaced = False
 
@@ -220,7 +227,7 @@ class _Exchange:
             result = await self.middleware.manager.save(
                 session,
                 ip=client[0] if client else None,
-                user_agent=_user_agent(self.scope),
+                user_agent=self.user_agent,
             )
             header = self.middleware.set_cookie_header(result)
             if header is not None:
@@ -230,12 +237,17 @@ class _Exchange:
         return {**message, "headers": headers}
 
 
-def _user_agent(scope: Scope) -> str | None:
+def _read_headers(scope: Scope) -> tuple[list[bytes], str | None]:
+    """The Cookie fields and the (capped) User-Agent, in one pass over the request headers."""
+    cookies: list[bytes] = []
+    user_agent: str | None = None
     for key, value in scope.get("headers", ()):
-        if key.lower() == b"user-agent":
-            text: str = value.decode("latin-1")
-            return text[:MAX_USER_AGENT]
-    return None
+        name = key.lower()  # ASGI says servers "should" send lower case, not "must"
+        if name == b"cookie":
+            cookies.append(value)
+        elif name == b"user-agent" and user_agent is None:
+            user_agent = value[:MAX_USER_AGENT].decode("latin-1")
+    return cookies, user_agent
 
 
 def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:

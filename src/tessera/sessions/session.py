@@ -238,7 +238,9 @@ class Session(MutableMapping[str, Any]):
         if self._data is None:
             # Decoding waits for the first access: requests that never read the session pay
             # nothing for it. The manager wrote this JSON, so a failure means a corrupt store.
-            decoded = json.loads(self._raw or b"{}")
+            # Decoded to str first: json.loads would sniff the encoding of bytes on every call,
+            # and the manager always writes UTF-8.
+            decoded = json.loads(self._raw.decode() if self._raw else "{}")
             self._data = decoded if isinstance(decoded, dict) else {}
         return self._data
 

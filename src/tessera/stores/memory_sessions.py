@@ -6,10 +6,12 @@ Why it looks the way it does:
   ``sessions.evicted``): a flood of anonymous visitors degrades the oldest idle sessions
   instead of exhausting memory.
 - **Expiry costs O(expired).** Sessions are filed by the whole second they expire in: a min-heap
-  of those seconds and, per second, a list of the digests due then. Renewals file the session
-  again instead of searching for the old entry; when a second comes due, each digest is checked
-  against its record and skipped when its expiry moved on (lazy invalidation). Every write also
-  expires a few due sessions, so stale entries cannot pile up when nobody calls :meth:`sweep`.
+  of those seconds and, per second, a list of the digests due then. Renewals and saves, which
+  only ever move an expiry *later*, file nothing; when a second comes due, each digest is checked
+  against its record: removed if expired, filed again under its current expiry if it moved on
+  (lazy invalidation). So a busy session costs one filing per idle timeout, not one per request.
+  Only a write that moves an expiry *earlier* files the session at once. Every write also expires
+  a few due sessions, so stale entries cannot pile up when nobody calls :meth:`sweep`.
   A bucket list costs 8 bytes per entry, where a heap of ``(expires_at, id_hash)`` tuples would
   cost about 90.
 - **Lean records.** The :class:`SessionRecord` itself is kept (slotted, its digest doubling as
@@ -81,9 +83,9 @@ class MemorySessionStore:
         self._records.move_to_end(id_hash)
         if now - record.last_seen < renewal_interval:
             return record, False
+        # The expiry moves later: the existing filing comes due first and re-files it.
         record = record.touched(now)
         self._records[id_hash] = record
-        self._schedule(record)
         return record, True
 
     async def update(self, record: SessionRecord, now: float) -> bool:
@@ -91,8 +93,14 @@ class MemorySessionStore:
         old = self._live(record.id_hash, now)
         if old is None:
             return False
-        self._remove(record.id_hash)
-        self._insert(self._shared(record), schedule=record.expires_at != old.expires_at)
+        if old.user_id != record.user_id:
+            self._unindex(old.user_id, record.id_hash)
+            if record.user_id is not None:
+                self._index(record.user_id, record.id_hash)
+        self._records[record.id_hash] = self._shared(record)
+        self._records.move_to_end(record.id_hash)
+        if math.ceil(record.expires_at) < math.ceil(old.expires_at):
+            self._schedule(record)  # earlier than its filing: file it where it now falls due
         return True
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
@@ -147,12 +155,11 @@ class MemorySessionStore:
             return None
         return record
 
-    def _insert(self, record: SessionRecord, *, schedule: bool = True) -> None:
+    def _insert(self, record: SessionRecord) -> None:
         self._records[record.id_hash] = record
         if record.user_id is not None:
             self._index(record.user_id, record.id_hash)
-        if schedule:
-            self._schedule(record)
+        self._schedule(record)
 
     def _remove(self, id_hash: str) -> bool:
         record = self._records.pop(id_hash, None)
@@ -185,9 +192,15 @@ class MemorySessionStore:
                 examined += 1
                 id_hash = bucket.pop()
                 record = records.get(id_hash)
-                if record is not None and not record.is_live(now):
+                if record is None:
+                    continue
+                if not record.is_live(now):
                     self._remove(id_hash)
                     removed += 1
+                else:
+                    # Renewed or saved since it was filed: live past ``now``, so it goes to a
+                    # later second than this one.
+                    self._schedule(record)
             del due[heapq.heappop(heap)]
         return removed
 
