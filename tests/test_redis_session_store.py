@@ -9,16 +9,19 @@ from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, ResponseError
 
 from tessera.clock import FakeClock
 from tessera.config import Settings
 from tessera.errors import ConfigError, StoreUnavailable
-from tessera.stores.factory import open_session_store
-from tessera.stores.redis_autopipeline import AutoPipeline
+from tessera.stores.factory import open_session_store, redis_client
+from tessera.stores.redis_autopipeline import AutoPipeline, HiredisPackingConnection
 from tessera.stores.redis_sessions import RedisSessionStore
 from tessera.stores.sessions import SessionRecord
 from tests.conftest import REDIS_URL
@@ -298,3 +301,40 @@ async def test_factory_client_fails_fast_when_redis_is_down(clock: FakeClock) ->
         assert time.monotonic() - started < 1.0
     finally:
         await store.close()
+
+
+ARG = st.one_of(
+    st.text(max_size=20),
+    st.binary(max_size=20),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.binary(max_size=8).map(memoryview),
+)
+
+
+@given(
+    name=st.sampled_from(["EVALSHA", "SCRIPT LOAD", b"HSET", b"CLIENT SETNAME"]),
+    args=st.lists(ARG, max_size=6),
+)
+def test_hiredis_packing_encodes_exactly_like_redis_py(
+    name: str | bytes, args: list[object]
+) -> None:
+    """The C encoder's bytes equal redis-py's for every argument; both refuse what it refuses."""
+    command = (name, *args)
+    try:
+        expected = b"".join(bytes(p) for p in Connection().pack_command(*command))
+    except DataError:
+        with pytest.raises(DataError):
+            HiredisPackingConnection().pack_command(*command)
+        return
+    packed = HiredisPackingConnection().pack_command(*command)
+    assert b"".join(bytes(p) for p in packed) == expected
+
+
+def test_factory_client_encodes_with_hiredis_on_tcp_only() -> None:
+    """redis:// connections use the hiredis encoder; unix:// keeps its own connection class."""
+    tcp = redis_client("redis://127.0.0.1:6379/0")
+    unix = redis_client("unix:///tmp/redis.sock")
+    assert tcp.connection_pool.connection_class is HiredisPackingConnection
+    assert unix.connection_pool.connection_class is not HiredisPackingConnection

@@ -36,18 +36,24 @@ def redis_client(url: str) -> aioredis.Redis:
     (about 4.5 s per call): every request would hang that long before failing closed. Here one
     immediate retry remains, which replaces a pooled connection the server dropped (idle
     timeout, restart) without failing the request. Options in the URL's query string
-    (``?socket_timeout=5``) still win over these defaults.
+    (``?socket_timeout=5``) still win over these defaults. Commands are encoded by hiredis
+    (:class:`~tessera.stores.redis_autopipeline.HiredisPackingConnection`).
     """
     # Imported here: redis is an optional dependency (the ``redis`` extra).
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
+    from tessera.stores.redis_autopipeline import HiredisPackingConnection
+
     return aioredis.Redis.from_url(
         url,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         socket_timeout=REDIS_COMMAND_TIMEOUT,
         retry=Retry(NoBackoff(), 1),
+        # For redis:// only: a rediss:// or unix:// URL names its own connection class,
+        # which wins over this one.
+        connection_class=HiredisPackingConnection,
     )
 
 

@@ -21,15 +21,27 @@ What a caller can rely on:
 
 Several pipelines may be in flight at once (each on its own pooled connection): a batch never
 waits for the previous one, so a slow reply does not hold back the next iteration's requests.
+
+:class:`HiredisPackingConnection` is the other half of the per-request cost: redis-py's asyncio
+connection encodes commands in Python (about 30 µs for a session update's 26 arguments, ten
+times what hiredis' C encoder takes); the factory's client uses it when hiredis is installed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection
+from redis.typing import EncodableT
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis comes with the ``redis`` extra
+    _hiredis_pack = None
 
 Command = tuple[tuple[Any, ...], Mapping[str, Any]]
 """One command as redis-py queues it in a pipeline: its arguments and its parse options."""
@@ -111,3 +123,29 @@ class AutoPipeline:
                 future.set_exception(error)
             else:
                 future.set_result(mine)
+
+
+_PLAIN_TYPES = frozenset({str, bytes, int, float})
+"""Argument types hiredis encodes exactly as redis-py does (bool is refused by redis-py)."""
+
+
+class HiredisPackingConnection(Connection):
+    """A TCP connection that encodes commands with hiredis' C encoder, byte for byte the same.
+
+    Falls back to redis-py's encoder for anything hiredis would encode differently: a command
+    name with a space (``"SCRIPT LOAD"``, split by redis-py), arguments that are not plain
+    str/bytes/int/float (bool, memoryview), or a client encoding other than strict UTF-8.
+    """
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        encoder, name = self.encoder, args[0]
+        if (
+            _hiredis_pack is None
+            or encoder.encoding.lower().replace("-", "") != "utf8"
+            or encoder.encoding_errors != "strict"
+            or (isinstance(name, str) and " " in name)
+            or (isinstance(name, bytes) and b" " in name)
+            or any(type(arg) not in _PLAIN_TYPES for arg in args)
+        ):
+            return super().pack_command(*args)
+        return [_hiredis_pack(args)]
