@@ -314,3 +314,15 @@ async def test_periodic_sweep_refuses_a_non_positive_interval(clock: FakeClock) 
     """An interval of 0 would spin; it is a configuration error."""
     with pytest.raises(ConfigError):
         await run_periodic_sweep(MemorySessionStore(), clock, 0, asyncio.Event())
+
+
+async def test_postgres_engine_keeps_a_pool_sized_for_a_busy_server() -> None:
+    """A PostgreSQL engine keeps 16 connections open by default; callers may override."""
+    engine = create_engine("postgresql://postgres@127.0.0.1:1/test")
+    small = create_engine("postgresql://postgres@127.0.0.1:1/test", pool_size=2)
+    try:
+        assert engine.pool.size() == sql.POSTGRES_POOL_SIZE  # type: ignore[attr-defined]
+        assert small.pool.size() == 2  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+        await small.dispose()

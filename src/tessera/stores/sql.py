@@ -63,9 +63,25 @@ def async_url(url: str) -> str:
     raise ConfigError(f"unsupported database URL scheme: {parsed.drivername}")
 
 
+POSTGRES_POOL_SIZE = 16
+"""Connections a PostgreSQL engine keeps open. SQLAlchemy's default of 5 (plus 10 overflow
+connections closed after each use) makes a server under load reconnect on most requests."""
+
+POSTGRES_MAX_OVERFLOW = 16
+"""Extra connections opened under bursts and closed when returned (32 at most per process)."""
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout."""
-    engine = create_async_engine(async_url(url), **kwargs)
+    """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    PostgreSQL gets a pool sized for a busy server (:data:`POSTGRES_POOL_SIZE`) unless
+    ``kwargs`` says otherwise.
+    """
+    async_target = async_url(url)
+    if make_url(async_target).get_backend_name() == "postgresql":
+        kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+        kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
+    engine = create_async_engine(async_target, **kwargs)
     if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
