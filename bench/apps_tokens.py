@@ -13,6 +13,7 @@ access token) and ``/login`` (cookie: a logged-in session).
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 from starlette.applications import Starlette
@@ -58,7 +59,10 @@ def _verifier() -> tuple[Any, Route]:
     )
 
     async def token(request: Request) -> Response:
-        return PlainTextResponse(issuer.issue("bench-user", "bench-session", "account", "bench")[0])
+        # Ids of the server's real sizes (user: 32 hex, session handle: 64 hex), so the header
+        # wrk sends is as long as a real app's.
+        sub, sid = secrets.token_hex(16), secrets.token_hex(32)
+        return PlainTextResponse(issuer.issue(sub, sid, "account", "tessera-app")[0])
 
     return verifier, Route("/token", token)
 

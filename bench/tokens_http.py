@@ -7,6 +7,10 @@ and loaded with wrk in the same run; rounds alternate the variants so that machi
 them alike, and the best round of each is kept. The Bearer variant is measured with the
 verification cache warm (one token, as an app sends it on every request); the cookie variant
 loads its session from the memory store on every request. Target: Bearer >= 0.8x unprotected.
+
+``bare_header`` is the unprotected app sent the same Authorization header as the Bearer run:
+a 700-byte header costs wrk and uvicorn something to carry whoever checks it, and the gap
+between it and ``bearer`` is what authentication itself costs.
 """
 
 from __future__ import annotations
@@ -18,13 +22,29 @@ from _harness import serve, table, wrk
 
 VARIANTS = {
     "bare": "unprotected (baseline)",
+    "bare_header": "unprotected, sent the same Authorization header (its transport cost)",
     "bearer": "Bearer token (AuthMiddleware + require_user, cached verifier)",
     "cookie": "session cookie (SessionMiddleware, memory store + AuthMiddleware)",
 }
 
 
+def local_token() -> str:
+    """An access token shaped like the bearer variant's, for the unprotected app to ignore."""
+    import secrets
+
+    from tessera.clock import SYSTEM_CLOCK
+    from tessera.keys import KeyRing, new_key
+    from tessera.tokens import TokenIssuer
+
+    ring = KeyRing([new_key("sign", "EdDSA", SYSTEM_CLOCK.now() - 60)], SYSTEM_CLOCK)
+    issuer = TokenIssuer(ring, "https://id.example", "tessera", 600, SYSTEM_CLOCK)
+    return issuer.issue(secrets.token_hex(16), secrets.token_hex(32), "account", "tessera-app")[0]
+
+
 def credentials(variant: str, url: str) -> list[str]:
     """The header that authenticates every request of the run (and warms what it warms)."""
+    if variant == "bare_header":
+        return [f"Authorization: Bearer {local_token()}"]
     if variant == "bearer":
         token = httpx.get(url + "/token").raise_for_status().text
         header = f"Authorization: Bearer {token}"
@@ -49,7 +69,8 @@ def main() -> None:
     best: dict[str, float] = {}
     for round_ in range(args.rounds):
         for variant in args.only:
-            served = serve("apps_tokens:app", {"BENCH_VARIANT": variant})
+            app_variant = "bare" if variant == "bare_header" else variant
+            served = serve("apps_tokens:app", {"BENCH_VARIANT": app_variant})
             try:
                 headers = credentials(variant, served.url)
                 rps = wrk(
@@ -61,7 +82,7 @@ def main() -> None:
             finally:
                 served.stop()
             best[variant] = max(best.get(variant, 0.0), rps)
-            print(f"round {round_ + 1}: {variant:7s} {rps:10.0f} req/s", flush=True)
+            print(f"round {round_ + 1}: {variant:11s} {rps:10.0f} req/s", flush=True)
     base = best.get("bare")
     rows = [
         [VARIANTS[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"]
