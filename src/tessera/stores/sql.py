@@ -7,8 +7,9 @@ on start. SQLite (the embedded default) runs in WAL mode so readers never wait f
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 from sqlalchemy import Column, Connection, Integer, MetaData, String, Table, event, inspect, select
 from sqlalchemy import text as sql_text
@@ -19,6 +20,29 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tessera.errors import ConfigError, StoreUnavailable
 
 metadata = MetaData()
+
+
+@contextmanager
+def unavailable_on_error() -> Iterator[None]:
+    """Turn driver and socket failures into :class:`StoreUnavailable` (fail closed, 503).
+
+    Only the exception's type name reaches the message: driver errors can quote the URL, and so
+    the password. Every SQL store wraps its database calls in this.
+    """
+    try:
+        yield
+    except (SQLAlchemyError, OSError) as exc:
+        raise StoreUnavailable("sql", type(exc).__name__) from exc
+
+
+T = TypeVar("T")
+
+
+async def guarded(op: Callable[[], Awaitable[T]]) -> T:
+    """``await op()`` under :func:`unavailable_on_error`."""
+    with unavailable_on_error():
+        return await op()
+
 
 SCHEMA_VERSION = 2
 """Bump with a migration step in :data:`MIGRATIONS` whenever a table changes shape."""

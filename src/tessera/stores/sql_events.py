@@ -14,10 +14,8 @@ from types import MappingProxyType
 
 from sqlalchemy import Column, Float, Index, Integer, String, Table, Text, delete, select
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tessera.errors import StoreUnavailable
 from tessera.identity.events import (
     MAX_IP_LENGTH,
     MAX_USER_AGENT_LENGTH,
@@ -25,7 +23,7 @@ from tessera.identity.events import (
     EventKind,
     SecurityEvent,
 )
-from tessera.stores.sql import metadata
+from tessera.stores.sql import metadata, unavailable_on_error
 
 __all__ = ["SqlEventStore", "events_table"]
 
@@ -82,14 +80,12 @@ class SqlEventStore:
             "user_agent": user_agent,
             "detail": json.dumps(dict(detail), ensure_ascii=False, separators=(",", ":")),
         }
-        try:
+        with unavailable_on_error():
             async with self._engine.begin() as conn:
                 result = await conn.execute(
                     events_table.insert().values(**values).returning(events_table.c.id)
                 )
                 event_id = int(result.scalar_one())
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return SecurityEvent(
             id=event_id,
             kind=kind,
@@ -107,17 +103,13 @@ class SqlEventStore:
             .order_by(events_table.c.at.desc(), events_table.c.id.desc())
             .limit(limit)
         )
-        try:
+        with unavailable_on_error():
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).mappings().all()
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return [_to_event(r) for r in rows]
 
     async def delete_before(self, when: float) -> int:
-        try:
+        with unavailable_on_error():
             async with self._engine.begin() as conn:
                 result = await conn.execute(delete(events_table).where(events_table.c.at < when))
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return int(result.rowcount)

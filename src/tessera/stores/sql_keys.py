@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import Column, Float, String, Table, Text, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tessera.errors import Conflict, NotFound, StoreUnavailable
+from tessera.errors import Conflict, NotFound
 from tessera.stores.keys import KeyRecord
-from tessera.stores.sql import metadata
+from tessera.stores.sql import metadata, unavailable_on_error
 
 keys_table = Table(
     "tessera_keys",
@@ -60,42 +60,40 @@ class SqlKeyStore:
             keys_table.c.retiring_at,
             keys_table.c.retired_at,
         ).order_by(keys_table.c.activated_at, keys_table.c.kid)
-        try:
+        with unavailable_on_error():
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).all()
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return [KeyRecord(*row) for row in rows]
 
     async def add_first(self, record: KeyRecord) -> bool:
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(keys_table.insert().values(**_row(record), first_of=record.use))
-        except IntegrityError:
-            # Another instance bootstrapped this use first (or, astronomically unlikely, the
-            # random kid collided); either way the caller reloads and uses what is stored.
-            return False
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
+        with unavailable_on_error():
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        keys_table.insert().values(**_row(record), first_of=record.use)
+                    )
+            except IntegrityError:
+                # Another instance bootstrapped this use first (or, astronomically unlikely, the
+                # random kid collided); either way the caller reloads and uses what is stored.
+                return False
         return True
 
     async def save_rotation(self, new: KeyRecord, changed: Sequence[KeyRecord]) -> None:
-        try:
-            async with self._engine.begin() as conn:
-                for record in changed:
-                    result = await conn.execute(
-                        keys_table.update()
-                        .where(keys_table.c.kid == record.kid)
-                        .values(retiring_at=record.retiring_at, retired_at=record.retired_at)
-                    )
-                    if result.rowcount != 1:
-                        # Raising inside the transaction block rolls back the earlier updates.
-                        raise NotFound(f"no stored key with kid {record.kid!r}")
-                await conn.execute(keys_table.insert().values(**_row(new)))
-        except IntegrityError:
-            raise Conflict(f"a key with kid {new.kid!r} is already stored") from None
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
+        with unavailable_on_error():
+            try:
+                async with self._engine.begin() as conn:
+                    for record in changed:
+                        result = await conn.execute(
+                            keys_table.update()
+                            .where(keys_table.c.kid == record.kid)
+                            .values(retiring_at=record.retiring_at, retired_at=record.retired_at)
+                        )
+                        if result.rowcount != 1:
+                            # Raising inside the transaction block rolls back the earlier updates.
+                            raise NotFound(f"no stored key with kid {record.kid!r}")
+                    await conn.execute(keys_table.insert().values(**_row(new)))
+            except IntegrityError:
+                raise Conflict(f"a key with kid {new.kid!r} is already stored") from None
 
 
 def _row(record: KeyRecord) -> dict[str, object]:

@@ -12,8 +12,7 @@ of ``SELECT ... FOR UPDATE`` without holding a lock across a round trip.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import (
     Column,
@@ -29,12 +28,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tessera.errors import StoreUnavailable
 from tessera.stores.refresh_tokens import RefreshFamily, RotateOutcome, RotateResult
-from tessera.stores.sql import metadata
+from tessera.stores.sql import guarded, metadata
 from tessera.stores.sql import ping as sql_ping
 
 refresh_families = Table(
@@ -69,7 +66,6 @@ refresh_tokens = Table(
     Index("ix_tessera_refresh_tokens_family", "family_id"),
 )
 
-T = TypeVar("T")
 _F = refresh_families.c
 _T = refresh_tokens.c
 
@@ -98,12 +94,6 @@ class SqlRefreshTokenStore:
     def __repr__(self) -> str:
         return f"<SqlRefreshTokenStore {self.engine.dialect.name}>"
 
-    async def _run(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
-
     async def create(self, family: RefreshFamily, token_hash: str) -> None:
         async def op() -> None:
             async with self.engine.begin() as conn:
@@ -126,7 +116,7 @@ class SqlRefreshTokenStore:
                     )
                 )
 
-        await self._run(op)
+        await guarded(op)
 
     async def rotate(
         self,
@@ -170,7 +160,7 @@ class SqlRefreshTokenStore:
                     return RotateResult(RotateOutcome.ROTATED, family, successor_hash)
                 return await self._classify(conn, token_hash, client_id, now, grace)
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def _classify(
         self, conn: AsyncConnection, token_hash: str, client_id: str, now: float, grace: float
@@ -227,7 +217,7 @@ class SqlRefreshTokenStore:
             async with self.engine.connect() as conn:
                 return await self._get(conn, family_id)
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def _revoke(self, condition: Any, now: float) -> int:
         async def op() -> int:
@@ -239,7 +229,7 @@ class SqlRefreshTokenStore:
                 )
             return int(result.rowcount)
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def revoke_family(self, family_id: str, now: float) -> bool:
         return await self._revoke(_F.family_id == family_id, now) == 1
@@ -260,7 +250,7 @@ class SqlRefreshTokenStore:
                 result = await conn.execute(delete(refresh_families).where(_F.expires_at <= now))
             return int(result.rowcount)
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def ping(self) -> None:
         await sql_ping(self.engine)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Column, Float, Index, String, Table, delete, insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tessera.errors import StoreUnavailable
 from tessera.identity.remember import RememberToken
-from tessera.stores.sql import metadata
+from tessera.stores.sql import guarded, metadata
 
 remember_tokens = Table(
     "tessera_remember",
@@ -27,8 +24,6 @@ remember_tokens = Table(
     Index("ix_tessera_remember_user", "user_id"),
 )
 
-T = TypeVar("T")
-
 
 def _row_to_token(row: Any) -> RememberToken:
     return RememberToken(**dict(row._mapping))
@@ -40,18 +35,12 @@ class SqlRememberStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def _run(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
-
     async def add(self, token: RememberToken) -> None:
         async def op() -> None:
             async with self.engine.begin() as conn:
                 await conn.execute(insert(remember_tokens).values(**_values(token)))
 
-        await self._run(op)
+        await guarded(op)
 
     async def get(self, selector: str) -> RememberToken | None:
         async def op() -> RememberToken | None:
@@ -63,7 +52,7 @@ class SqlRememberStore:
                 ).first()
             return _row_to_token(row) if row else None
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def rotate(self, selector: str, expected_hash: str, new: RememberToken) -> bool:
         async def op() -> bool:
@@ -78,7 +67,7 @@ class SqlRememberStore:
                 )
             return result.rowcount == 1
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def delete(self, selector: str) -> bool:
         async def op() -> bool:
@@ -88,7 +77,7 @@ class SqlRememberStore:
                 )
             return result.rowcount == 1
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def delete_for_user(self, user_id: str) -> int:
         async def op() -> int:
@@ -98,7 +87,7 @@ class SqlRememberStore:
                 )
             return int(result.rowcount)
 
-        return await self._run(op)
+        return await guarded(op)
 
 
 def _values(token: RememberToken) -> dict[str, Any]:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Column, Float, Index, String, Table, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tessera.errors import StoreUnavailable
 from tessera.stores.revocations import MarkKind, RevocationMark
-from tessera.stores.sql import metadata
+from tessera.stores.sql import guarded, metadata
 
 revocations = Table(
     "tessera_revocations",
@@ -24,7 +21,6 @@ revocations = Table(
     Index("ix_tessera_revocations_expires", "expires_at"),
 )
 
-T = TypeVar("T")
 _R = revocations.c
 
 
@@ -42,12 +38,6 @@ class SqlRevocationStore:
 
     def __repr__(self) -> str:
         return f"<SqlRevocationStore {self.engine.dialect.name}>"
-
-    async def _run(self, op: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await op()
-        except (SQLAlchemyError, OSError) as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
 
     async def add(self, mark: RevocationMark) -> None:
         dialect: Any = postgresql if self.engine.dialect.name == "postgresql" else sqlite
@@ -68,7 +58,7 @@ class SqlRevocationStore:
             async with self.engine.begin() as conn:
                 await conn.execute(stmt)
 
-        await self._run(op)
+        await guarded(op)
 
     async def load_live(self, now: float) -> list[RevocationMark]:
         async def op() -> list[RevocationMark]:
@@ -76,7 +66,7 @@ class SqlRevocationStore:
                 rows = (await conn.execute(select(revocations).where(_R.expires_at > now))).all()
             return [RevocationMark(MarkKind(r.kind), r.subject, r.at, r.expires_at) for r in rows]
 
-        return await self._run(op)
+        return await guarded(op)
 
     async def sweep(self, now: float) -> int:
         async def op() -> int:
@@ -84,4 +74,4 @@ class SqlRevocationStore:
                 result = await conn.execute(delete(revocations).where(_R.expires_at <= now))
             return int(result.rowcount)
 
-        return await self._run(op)
+        return await guarded(op)

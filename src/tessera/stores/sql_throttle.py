@@ -12,12 +12,11 @@ from typing import Any
 
 from sqlalchemy import Column, Float, Integer, String, Table, case, delete, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tessera.errors import ConfigError, StoreUnavailable
+from tessera.errors import ConfigError
 from tessera.identity.throttle import ThrottleState
-from tessera.stores.sql import metadata
+from tessera.stores.sql import metadata, unavailable_on_error
 
 __all__ = ["SqlThrottleStore", "throttle_table"]
 
@@ -48,11 +47,9 @@ class SqlThrottleStore:
 
     async def get(self, keys: Sequence[str]) -> list[ThrottleState | None]:
         query = select(throttle_table).where(throttle_table.c.key.in_(list(keys)))
-        try:
+        with unavailable_on_error():
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).mappings().all()
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         found = {
             r["key"]: ThrottleState(int(r["failures"]), float(r["last_failure"])) for r in rows
         }
@@ -61,7 +58,7 @@ class SqlThrottleStore:
     async def add_failure(self, keys: Sequence[str], now: float, window: float) -> list[int]:
         t = throttle_table
         counts = []
-        try:
+        with unavailable_on_error():
             async with self._engine.begin() as conn:
                 for key in keys:
                     stmt = self._insert(t).values(
@@ -81,23 +78,17 @@ class SqlThrottleStore:
                         },
                     ).returning(t.c.failures)
                     counts.append(int((await conn.execute(stmt)).scalar_one()))
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return counts
 
     async def reset(self, key: str) -> None:
-        try:
+        with unavailable_on_error():
             async with self._engine.begin() as conn:
                 await conn.execute(delete(throttle_table).where(throttle_table.c.key == key))
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
 
     async def sweep(self, now: float) -> int:
-        try:
+        with unavailable_on_error():
             async with self._engine.begin() as conn:
                 result = await conn.execute(
                     delete(throttle_table).where(throttle_table.c.expires_at <= now)
                 )
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return int(result.rowcount)

@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Boolean, Column, Float, String, Table, select, update
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tessera.errors import Conflict, NotFound, StoreUnavailable
+from tessera.errors import Conflict, NotFound
 from tessera.identity.users import (
     MAX_EMAIL_LENGTH,
     MAX_USERNAME_LENGTH,
@@ -29,7 +29,7 @@ from tessera.identity.users import (
     username_key,
     username_lookup_key,
 )
-from tessera.stores.sql import metadata
+from tessera.stores.sql import metadata, unavailable_on_error
 
 __all__ = ["SqlUserStore", "users_table"]
 
@@ -95,24 +95,21 @@ class SqlUserStore:
             "updated_at": user.updated_at,
             "password_changed_at": user.password_changed_at,
         }
-        try:
-            async with self._engine.begin() as conn:
-                await conn.execute(users_table.insert().values(**values))
-        except IntegrityError as exc:
-            raise _conflict(exc) from None
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
+        with unavailable_on_error():
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(users_table.insert().values(**values))
+            except IntegrityError as exc:
+                raise _conflict(exc) from None
 
     async def _one(self, column: Column[Any], value: str) -> User | None:
-        try:
+        with unavailable_on_error():
             async with self._engine.connect() as conn:
                 row = (
                     (await conn.execute(select(users_table).where(column == value)))
                     .mappings()
                     .first()
                 )
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return _to_user(row) if row is not None else None
 
     async def get_by_id(self, user_id: str) -> User | None:
@@ -128,31 +125,28 @@ class SqlUserStore:
 
     async def list(self, limit: int = 1000, offset: int = 0) -> builtins.list[User]:
         query = select(users_table).order_by(users_table.c.username_key).limit(limit).offset(offset)
-        try:
+        with unavailable_on_error():
             async with self._engine.connect() as conn:
                 rows = (await conn.execute(query)).mappings().all()
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
         return [_to_user(r) for r in rows]
 
     async def _update(self, user_id: str, values: Mapping[str, Any]) -> User:
         """Apply ``values`` and return the updated row, in one transaction."""
-        try:
-            async with self._engine.begin() as conn:
-                result = await conn.execute(
-                    update(users_table).where(users_table.c.id == user_id).values(**values)
-                )
-                if result.rowcount == 0:
-                    raise NotFound("no such user", code="user_not_found")
-                row = (
-                    (await conn.execute(select(users_table).where(users_table.c.id == user_id)))
-                    .mappings()
-                    .one()
-                )
-        except IntegrityError as exc:
-            raise _conflict(exc) from None
-        except SQLAlchemyError as exc:
-            raise StoreUnavailable("sql", type(exc).__name__) from exc
+        with unavailable_on_error():
+            try:
+                async with self._engine.begin() as conn:
+                    result = await conn.execute(
+                        update(users_table).where(users_table.c.id == user_id).values(**values)
+                    )
+                    if result.rowcount == 0:
+                        raise NotFound("no such user", code="user_not_found")
+                    row = (
+                        (await conn.execute(select(users_table).where(users_table.c.id == user_id)))
+                        .mappings()
+                        .one()
+                    )
+            except IntegrityError as exc:
+                raise _conflict(exc) from None
         return _to_user(row)
 
     async def set_password_hash(
