@@ -40,10 +40,8 @@ async def postgres_database() -> AsyncIterator[str]:
         await admin.dispose()
 
 
-async def refresh_in_parallel(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch, redis_prefix: str | None = None
-) -> None:
-    async with running(settings, monkeypatch=monkeypatch, redis_prefix=redis_prefix) as server:
+async def refresh_in_parallel(settings: Settings) -> None:
+    async with running(settings) as server:
         await server.add_user("alice")
         async with server.client() as client:
             pair = await login(client)
@@ -70,25 +68,21 @@ async def refresh_in_parallel(
 
 
 @pytest.mark.parametrize("store", ["memory", "sql"])
-async def test_parallel_refresh_memory_and_sqlite(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str
-) -> None:
-    await refresh_in_parallel(make_settings(tmp_path, session_store=store), monkeypatch)
+async def test_parallel_refresh_memory_and_sqlite(tmp_path: Path, store: str) -> None:
+    await refresh_in_parallel(make_settings(tmp_path, session_store=store))
 
 
-async def test_parallel_refresh_postgresql(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_database: str
-) -> None:
+async def test_parallel_refresh_postgresql(tmp_path: Path, postgres_database: str) -> None:
     settings = make_settings(tmp_path, session_store="sql", database_url=postgres_database)
-    await refresh_in_parallel(settings, monkeypatch)
+    await refresh_in_parallel(settings)
 
 
-async def test_parallel_refresh_redis(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, redis_client: Any, redis_prefix: str
-) -> None:
-    settings = make_settings(tmp_path, session_store="redis", redis_url=REDIS_URL)
+async def test_parallel_refresh_redis(tmp_path: Path, redis_client: Any, redis_prefix: str) -> None:
+    settings = make_settings(
+        tmp_path, session_store="redis", redis_url=REDIS_URL, redis_prefix=redis_prefix
+    )
     try:
-        await refresh_in_parallel(settings, monkeypatch, redis_prefix)
+        await refresh_in_parallel(settings)
         # Everything the server wrote is under the test's own prefix.
         assert [key async for key in redis_client.scan_iter(match=f"{redis_prefix}:*")]
     finally:

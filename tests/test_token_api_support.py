@@ -5,7 +5,6 @@ Holds no tests itself; the ``test_`` prefix keeps it inside the token API's test
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,16 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from fastapi import Depends, FastAPI
 
 from tessera.asgi.auth import Principal, require_user
 from tessera.clock import FakeClock
 from tessera.config import Settings
 from tessera.identity.passwords import FAST_INSECURE_PROFILE, PasswordHasher
-from tessera.server import app as app_module
 from tessera.server.app import create_app
-from tessera.server.services import Services, open_services
+from tessera.server.services import Services
 
 PASSWORD = "correct horse battery staple"
 WHOAMI = "/test/whoami"
@@ -69,21 +66,9 @@ class Server:
 
 
 @asynccontextmanager
-async def running(
-    settings: Settings,
-    clock: FakeClock | None = None,
-    *,
-    monkeypatch: pytest.MonkeyPatch | None = None,
-    redis_prefix: str | None = None,
-) -> AsyncIterator[Server]:
+async def running(settings: Settings, clock: FakeClock | None = None) -> AsyncIterator[Server]:
     """Build the real server app, run its lifespan, add :data:`WHOAMI`."""
     clock = clock or FakeClock()
-    if redis_prefix is not None:
-        if monkeypatch is None:
-            raise ValueError("a Redis prefix is passed through monkeypatch")
-        monkeypatch.setattr(
-            app_module, "open_services", functools.partial(open_services, redis_prefix=redis_prefix)
-        )
     app = create_app(settings, clock=clock, hasher=PasswordHasher(FAST_INSECURE_PROFILE))
     app.add_api_route(WHOAMI, whoami, methods=["GET", "POST"], include_in_schema=False)
     async with app.router.lifespan_context(app):

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         description="Redis URL, used when session_store is redis.",
     )
+    redis_prefix: str = Field(
+        default="tessera",
+        pattern=r"^[A-Za-z0-9_.:-]{1,64}$",
+        description="Start of every Redis key and channel: instances sharing it share state.",
+    )
     session_store: SessionStoreKind = Field(
         default="sql", description="Where sessions live: memory, sql or redis."
     )

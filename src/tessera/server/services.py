@@ -177,13 +177,8 @@ async def open_services(
     *,
     hasher: PasswordHasher | None = None,
     metrics: Metrics | None = None,
-    redis_prefix: str = "tessera",
 ) -> Services:
-    """Open the database (creating or migrating its schema) and everything built on it.
-
-    ``redis_prefix`` starts every Redis key and channel of this server (sessions, throttling,
-    refresh tokens, revocations): instances sharing a prefix share state; tests use their own.
-    """
+    """Open the database (creating or migrating its schema) and everything built on it."""
     metrics = metrics or Metrics()
     engine = sql.create_engine(settings.database_url)
     closers: list[Callable[[], Awaitable[None]]] = []
@@ -199,14 +194,14 @@ async def open_services(
             from tessera.stores.redis_sessions import RedisSessionStore
 
             # Built here rather than by the factory so that it shares the client and the prefix.
-            session_store: SessionStore = RedisSessionStore(redis, redis_prefix)
+            session_store: SessionStore = RedisSessionStore(redis, settings.redis_prefix)
         else:
             session_store = await open_session_store(settings, engine=engine, metrics=metrics)
         closers.append(session_store.close)
         if settings.session_store != "sql":
             health["sessions"] = session_store.ping
         throttle_store, refresh_store, revocation_store = _token_stores(
-            settings, engine, redis, redis_prefix
+            settings, engine, redis, settings.redis_prefix
         )
     except BaseException:
         for close in reversed(closers):
@@ -288,9 +283,10 @@ def _setter(event: asyncio.Event) -> Callable[[], Awaitable[None]]:
 
 
 def _redis_client(settings: Settings) -> Redis:
-    import redis.asyncio as aioredis
+    """The one Redis client this process shares (fails fast: a down Redis is a quick 503)."""
+    from tessera.stores.factory import redis_client
 
-    return aioredis.Redis.from_url(settings.redis_url)
+    return redis_client(settings.redis_url)
 
 
 def _token_stores(

@@ -78,7 +78,9 @@ async def open_session_store(
     if settings.session_store == "redis":
         from tessera.stores.redis_sessions import RedisSessionStore
 
-        return RedisSessionStore(redis_client(settings.redis_url), owns_client=True)
+        return RedisSessionStore(
+            redis_client(settings.redis_url), settings.redis_prefix, owns_client=True
+        )
     owns_engine = engine is None
     if engine is None:
         engine = sql.create_engine(settings.database_url)
