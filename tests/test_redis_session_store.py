@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -83,7 +82,7 @@ async def test_renewal_ttl_stops_at_the_absolute_deadline(
     store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
 ) -> None:
     """Near the absolute deadline the renewed TTL is what remains of the session's life."""
-    rec = replace(record(clock.now(), idle=100.0), absolute_expires_at=clock.now() + 120.0)
+    rec = record(clock.now(), idle=100.0)._replace(absolute_expires_at=clock.now() + 120.0)
     await store.create(rec)
     clock.advance(90.0)
     await store.load(rec.id_hash, clock.now(), 60.0)
@@ -99,7 +98,7 @@ async def test_delete_and_rotation_clean_the_user_index(
     await store.create(a)
     await store.create(b)
     await store.delete(a.id_hash)
-    rotated = replace(b, id_hash="f" * 64)
+    rotated = b._replace(id_hash="f" * 64)
     assert await store.replace(b.id_hash, rotated, clock.now()) is True
     assert await redis_client.zrange(index, 0, -1) == [rotated.id_hash.encode()]
 
@@ -110,7 +109,7 @@ async def test_update_moving_users_cleans_the_old_index(
     """A session moved to another user leaves the old user's index."""
     rec = record(clock.now())
     await store.create(rec)
-    assert await store.update(replace(rec, user_id="bob"), clock.now()) is True
+    assert await store.update(rec._replace(user_id="bob"), clock.now()) is True
     assert await redis_client.exists(store._user_key("alice")) == 0
     assert await redis_client.zrange(store._user_key("bob"), 0, -1) == [rec.id_hash.encode()]
 
@@ -119,7 +118,7 @@ async def test_list_for_user_drops_entries_past_absolute_expiry(
     store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
 ) -> None:
     """Index entries whose absolute deadline passed are removed; others only filtered."""
-    short = replace(record(clock.now(), 1), absolute_expires_at=clock.now() + 50.0)
+    short = record(clock.now(), 1)._replace(absolute_expires_at=clock.now() + 50.0)
     idle_expired = record(clock.now(), 2, idle=20.0)
     live = record(clock.now(), 3, idle=500.0)
     for rec in (short, idle_expired, live):
@@ -161,7 +160,7 @@ async def test_scripts_are_reloaded_after_the_server_forgot_them(
     rec = record(clock.now())
     await store.create(rec)
     store._update_script.sha = "0" * 40  # what the server no longer knows
-    assert await store.update(replace(rec, data=b"[1]"), clock.now()) is True
+    assert await store.update(rec._replace(data=b"[1]"), clock.now()) is True
     loaded = await store.load(rec.id_hash, clock.now(), 60.0)
     assert loaded is not None
     assert loaded[0].data == b"[1]"

@@ -1,22 +1,24 @@
 """The per-request shortcuts of the session path keep the behaviour of the slow ways they replace.
 
-Each shortcut (a record copy without ``dataclasses.replace``, one shared JSON encoder, one pass
-over the request headers, expiry filings that writes no longer add) is pinned here against the
-straightforward version or the promise it must keep.
+Each shortcut (a record copy without ``_replace``, one shared C JSON encoder, a direct C JSON
+scan, one pass over the request headers, expiry filings that writes no longer add) is pinned here
+against the straightforward version or the promise it must keep.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import MISSING, fields, replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tessera.asgi.sessions import MAX_USER_AGENT, _read_headers
 from tessera.clock import FakeClock
+from tessera.errors import SessionDataInvalid
 from tessera.sessions.manager import _saved, encode_data
+from tessera.sessions.session import _decode
 from tessera.stores.memory_sessions import MemorySessionStore
 from tessera.stores.sessions import SessionRecord
 
@@ -38,7 +40,7 @@ def full_record() -> SessionRecord:
         persistent=True,
     )
     assert all(
-        getattr(record, f.name) != f.default for f in fields(SessionRecord) if f.default != MISSING
+        getattr(record, name) != default for name, default in SessionRecord._field_defaults.items()
     )
     return record
 
@@ -46,7 +48,7 @@ def full_record() -> SessionRecord:
 def test_saved_record_equals_dataclasses_replace() -> None:
     """The save path's record copy changes data and last_seen and keeps every other field."""
     record = full_record()
-    assert _saved(record, b"{}", 7.25) == replace(record, data=b"{}", last_seen=7.25)
+    assert _saved(record, b"{}", 7.25) == record._replace(data=b"{}", last_seen=7.25)
 
 
 JSON = st.recursive(
@@ -67,6 +69,40 @@ def test_shared_encoder_writes_what_json_dumps_writes(data: dict[str, object]) -
     assert encode_data(data, 1 << 20) == expected.encode()
 
 
+def test_shared_encoder_refuses_a_reference_cycle() -> None:
+    """Without the circular check, a cycle still ends in SessionDataInvalid, not a crash."""
+    cyclic: dict[str, object] = {}
+    cyclic["self"] = [cyclic]
+    with pytest.raises(SessionDataInvalid):
+        encode_data(cyclic, 1 << 20)
+    assert encode_data({"after": 1}, 100) == b'{"after":1}'  # nothing left over from the failure
+
+
+@given(data=st.dictionaries(st.text(), JSON, max_size=5))
+def test_direct_scan_decodes_what_json_loads_decodes(data: dict[str, object]) -> None:
+    """The session's decoder reads back what the manager wrote exactly as json.loads would."""
+    raw = encode_data(data, 1 << 20)
+    assert _decode(raw) == json.loads(raw) == data
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [(b"", {}), (None, {}), (b"[1]", {}), (b' {"a": 1} ', {"a": 1}), (b'"s"', {})],
+)
+def test_direct_scan_accepts_what_json_loads_accepts(
+    raw: bytes | None, expected: dict[str, object]
+) -> None:
+    """Padding is left to json.loads; a stored non-object is an empty session, as before."""
+    assert _decode(raw) == expected
+
+
+@pytest.mark.parametrize("raw", [b"{} x", b"{", b"x", b"\xff"])
+def test_corrupt_stored_data_raises_the_json_error(raw: bytes) -> None:
+    """Garbage in the store raises json's own error naming it, never a StopIteration."""
+    with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)):
+        _decode(raw)
+
+
 @given(
     headers=st.lists(
         st.tuples(
@@ -77,9 +113,10 @@ def test_shared_encoder_writes_what_json_dumps_writes(data: dict[str, object]) -
     )
 )
 def test_one_pass_header_read_matches_two_scans(headers: list[tuple[bytes, bytes]]) -> None:
-    """Cookie fields in order and the first User-Agent, capped, whatever the name's case."""
-    cookies, user_agent = _read_headers({"headers": headers})
-    assert cookies == [v for k, v in headers if k.lower() == b"cookie"]
+    """Cookie fields joined in order and the first User-Agent, capped, whatever the name's case."""
+    cookie, user_agent = _read_headers({"headers": headers})
+    fields = [v for k, v in headers if k.lower() == b"cookie"]
+    assert cookie == (b"; ".join(fields) if fields else None)
     agents = [v for k, v in headers if k.lower() == b"user-agent"]
     expected = agents[0].decode("latin-1")[:MAX_USER_AGENT] if agents else None
     assert user_agent == expected
@@ -134,6 +171,6 @@ async def test_an_update_that_shortens_the_expiry_is_swept_on_time(clock: FakeCl
     store = MemorySessionStore()
     record = make(clock.now(), 1, idle=1000.0)
     await store.create(record)
-    await store.update(replace(record, idle_timeout=10.0), clock.now())
+    await store.update(record._replace(idle_timeout=10.0), clock.now())
     clock.advance(10.0)
     assert await store.sweep(clock.now()) == 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
-from dataclasses import MISSING, fields, replace
 from typing import cast
 
 import pytest
@@ -100,7 +99,7 @@ async def test_create_then_load_round_trips_every_field(
     )
     # Every field must differ from its default, or a store that drops one would still pass.
     assert all(
-        getattr(record, f.name) != f.default for f in fields(SessionRecord) if f.default != MISSING
+        getattr(record, name) != default for name, default in SessionRecord._field_defaults.items()
     )
     await store.create(record)
     assert await store.load(record.id_hash, clock.now(), RENEW) == (record, False)
@@ -195,8 +194,7 @@ async def test_update_of_live_session_is_stored(store: SessionStore, clock: Fake
     record = make(clock.now(), user_id="u1")
     await store.create(record)
     clock.advance(10.0)
-    changed = replace(
-        record,
+    changed = record._replace(
         data=b'{"cart": [1]}',
         last_seen=clock.now(),
         ip="192.0.2.7",
@@ -214,7 +212,7 @@ async def test_update_can_move_a_session_to_another_user(
     """After an update naming a new user, only that user's list shows the session."""
     record = make(clock.now(), user_id="before")
     await store.create(record)
-    moved = replace(record, user_id="after")
+    moved = record._replace(user_id="after")
     assert await store.update(moved, clock.now()) is True
     assert await store.list_for_user("before", clock.now()) == []
     assert await store.list_for_user("after", clock.now()) == [moved]
@@ -229,7 +227,7 @@ async def test_update_after_delete_does_not_resurrect(
     record = make(clock.now(), user_id="u1")
     await store.create(record)
     await store.delete(record.id_hash)
-    assert await store.update(replace(record, data=b"{}"), clock.now()) is False
+    assert await store.update(record._replace(data=b"{}"), clock.now()) is False
     assert await read(store, record.id_hash, clock.now()) is None
     assert await store.list_for_user("u1", clock.now()) == []
 
@@ -266,7 +264,7 @@ async def test_replace_moves_the_session_to_a_new_digest(
     old = make(clock.now(), user_id="u1", data=b'{"step": "login"}')
     await store.create(old)
     clock.advance(5.0)
-    new = replace(old, id_hash=new_digest(), last_seen=clock.now())
+    new = old._replace(id_hash=new_digest(), last_seen=clock.now())
     assert await store.replace(old.id_hash, new, clock.now()) is True
     assert await read(store, old.id_hash, clock.now()) is None
     assert await read(store, new.id_hash, clock.now()) == new
@@ -279,7 +277,7 @@ async def test_replace_can_log_an_anonymous_session_in(
     """Rotation on login: the new record names the user and joins their index."""
     old = make(clock.now())
     await store.create(old)
-    new = replace(old, id_hash=new_digest(), user_id="u1", persistent=True)
+    new = old._replace(id_hash=new_digest(), user_id="u1", persistent=True)
     assert await store.replace(old.id_hash, new, clock.now()) is True
     assert await store.list_for_user("u1", clock.now()) == [new]
 
@@ -296,7 +294,7 @@ async def test_replace_of_gone_session_creates_nothing(
         await store.delete(old.id_hash)
     if how == "expired":
         clock.advance(100.0)
-    new = replace(old, id_hash=new_digest(), last_seen=clock.now())
+    new = old._replace(id_hash=new_digest(), last_seen=clock.now())
     assert await store.replace(old.id_hash, new, clock.now()) is False
     assert await read(store, new.id_hash, clock.now()) is None
     assert await read(store, old.id_hash, clock.now()) is None
@@ -309,8 +307,8 @@ async def test_only_one_of_two_concurrent_rotations_wins(
     """Two parallel rotations of one session leave exactly one new session."""
     old = make(clock.now(), user_id="u1")
     await store.create(old)
-    a = replace(old, id_hash=new_digest())
-    b = replace(old, id_hash=new_digest())
+    a = old._replace(id_hash=new_digest())
+    b = old._replace(id_hash=new_digest())
     results = await asyncio.gather(
         store.replace(old.id_hash, a, clock.now()), store.replace(old.id_hash, b, clock.now())
     )
@@ -446,9 +444,9 @@ async def test_session_data_is_binary_safe(
     record = make(clock.now(), data=data)
     await store.create(record)
     assert await read(store, record.id_hash, clock.now()) == record
-    updated = replace(record, data=data[::-1])
+    updated = record._replace(data=data[::-1])
     assert await store.update(updated, clock.now()) is True
-    rotated = replace(updated, id_hash=new_digest())
+    rotated = updated._replace(id_hash=new_digest())
     assert await store.replace(record.id_hash, rotated, clock.now()) is True
     loaded = await read(store, rotated.id_hash, clock.now())
     assert loaded is not None
@@ -468,7 +466,7 @@ async def test_concurrent_loads_and_updates_do_not_corrupt(
     versions = {b'{"v": %d}' % i for i in range(6)}
 
     async def write(record: SessionRecord, version: int) -> bool:
-        return await store.update(replace(record, data=b'{"v": %d}' % version), clock.now())
+        return await store.update(record._replace(data=b'{"v": %d}' % version), clock.now())
 
     tasks = [store.load(r.id_hash, clock.now(), 0.0) for r in records for _ in range(10)]
     tasks += [write(r, v) for r in records for v in range(1, 6)]
@@ -482,7 +480,7 @@ async def test_concurrent_loads_and_updates_do_not_corrupt(
     assert sorted(r.id_hash for r in listed) == sorted(r.id_hash for r in records)
     for record in listed:
         assert record.data in versions
-        assert replace(record, data=b"") == replace(records[0], id_hash=record.id_hash, data=b"")
+        assert record._replace(data=b"") == records[0]._replace(id_hash=record.id_hash, data=b"")
 
 
 OPS = st.one_of(
@@ -531,8 +529,7 @@ async def test_store_agrees_with_a_dict_model(
         elif op == "update":
             id_hash = pick(args[0])
             base = live(id_hash) or make(now)
-            changed = replace(
-                base,
+            changed = base._replace(
                 id_hash=id_hash,
                 data=b"u" + base.data,
                 user_id=user(args[1]),
@@ -543,7 +540,7 @@ async def test_store_agrees_with_a_dict_model(
                 model[id_hash] = changed
         elif op == "replace":
             id_hash = pick(args[0])
-            new = replace(live(id_hash) or make(now), id_hash=new_digest(), last_seen=now)
+            new = (live(id_hash) or make(now))._replace(id_hash=new_digest(), last_seen=now)
             assert await store.replace(id_hash, new, now) is (live(id_hash) is not None)
             if live(id_hash) is not None:
                 del model[id_hash]

@@ -11,7 +11,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -154,7 +153,7 @@ async def test_schema_version_1_is_upgraded_in_place(engine: AsyncEngine, clock:
     assert version == sql.SCHEMA_VERSION == 2
     store = SqlSessionStore(engine)
     assert await store.load(old.id_hash, clock.now(), 60.0) == (old, False)
-    persistent = replace(record(clock.now(), 1), persistent=True)
+    persistent = record(clock.now(), 1)._replace(persistent=True)
     await store.create(persistent)
     assert await store.load(persistent.id_hash, clock.now(), 60.0) == (persistent, False)
 

@@ -38,7 +38,8 @@ from typing import Any
 from starlette.requests import HTTPConnection
 
 from tessera.config import Settings
-from tessera.cookies import CookiePolicy, parse_cookie_header
+from tessera.cookies import CookiePolicy
+from tessera.cookies._parse import cookie_value
 from tessera.errors import SessionDataInvalid, SessionTooLarge, StoreUnavailable, TesseraError
 from tessera.sessions import CookieAction, SaveResult, Session, SessionManager
 
@@ -119,30 +120,27 @@ class SessionMiddleware:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        cookie_fields, user_agent = _read_headers(scope)
-        session = self.manager.begin(self._cookie(cookie_fields))
+        header, user_agent = _read_headers(scope)
+        manager = self.manager
+        session = manager.begin(
+            cookie_value(header, self.cookie_name) if header is not None else None
+        )
         scope[SCOPE_SESSION] = session
-        scope[SCOPE_MANAGER] = self.manager
+        scope[SCOPE_MANAGER] = manager
         if self.autoload:
             try:
-                await self.manager.resolve(session)
+                await manager.resolve(session)
             except (StoreUnavailable, OSError) as exc:
                 await self.respond_unavailable(scope, send, exc)
                 return
-        if scope["type"] == "websocket":
+        if kind == "websocket":
             await self.app(scope, receive, send)
             return
         await _Exchange(self, scope, session, send, user_agent).run(receive)
-
-    def _cookie(self, fields: list[bytes]) -> str | None:
-        if not fields:
-            return None
-        # Several Cookie fields (HTTP/2) are one list, joined as RFC 9113 §8.2.3 says.
-        header = fields[0] if len(fields) == 1 else b"; ".join(fields)
-        return parse_cookie_header(header).get(self.cookie_name)
 
     async def respond_unavailable(self, scope: Scope, send: Send, exc: Exception) -> None:
         error = (
@@ -221,7 +219,7 @@ class _Exchange:
 
     async def _finish(self, message: Message) -> Message:
         session = self.session
-        headers = list(message.get("headers") or ())
+        set_cookie: tuple[bytes, bytes] | None = None
         if message["status"] < 500:
             client = self.scope.get("client")
             result = await self.middleware.manager.save(
@@ -229,16 +227,27 @@ class _Exchange:
                 ip=client[0] if client else None,
                 user_agent=self.user_agent,
             )
-            header = self.middleware.set_cookie_header(result)
-            if header is not None:
-                headers.append(header)
+            if result.action is not _KEEP:
+                set_cookie = self.middleware.set_cookie_header(result)
+        if set_cookie is None and not session.accessed:
+            return message  # nothing to add: the app's message goes out as it is
+        # A new list and a new message: the app may reuse its own (a module-level response).
+        headers = list(message.get("headers") or ())
+        if set_cookie is not None:
+            headers.append(set_cookie)
         if session.accessed:
             _add_vary_cookie(headers)
         return {**message, "headers": headers}
 
 
-def _read_headers(scope: Scope) -> tuple[list[bytes], str | None]:
-    """The Cookie fields and the (capped) User-Agent, in one pass over the request headers."""
+_KEEP = CookieAction.KEEP
+
+
+def _read_headers(scope: Scope) -> tuple[bytes | None, str | None]:
+    """The Cookie header and the (capped) User-Agent, in one pass over the request headers.
+
+    Several Cookie fields (HTTP/2) are joined into one header, as RFC 9113 §8.2.3 says.
+    """
     cookies: list[bytes] = []
     user_agent: str | None = None
     for key, value in scope.get("headers", ()):
@@ -247,7 +256,9 @@ def _read_headers(scope: Scope) -> tuple[list[bytes], str | None]:
             cookies.append(value)
         elif name == b"user-agent" and user_agent is None:
             user_agent = value[:MAX_USER_AGENT].decode("latin-1")
-    return cookies, user_agent
+    if not cookies:
+        return None, user_agent
+    return (cookies[0] if len(cookies) == 1 else b"; ".join(cookies)), user_agent
 
 
 def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:

@@ -28,6 +28,8 @@ from email.utils import parsedate_to_datetime
 
 _WS = " \t"
 _MAX_AGE = re.compile(r"-?[0-9]+")
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An RFC 9110 token: what cookie names the fast lookup of :func:`cookie_value` handles."""
 
 
 def _decode(header: str | bytes) -> str:
@@ -83,6 +85,42 @@ def parse_cookie_header(
     for name, value in parse_cookie_pairs(header, max_bytes=max_bytes, max_cookies=max_cookies):
         cookies.setdefault(name, value)
     return cookies
+
+
+def cookie_value(
+    header: str | bytes, name: str, *, max_bytes: int = 8192, max_cookies: int = 128
+) -> str | None:
+    """``parse_cookie_header(header, ...).get(name)``, without parsing every cookie. Never raises.
+
+    A middleware wants one cookie on every request; finding it costs a few byte searches where
+    the full parse builds a dict of all of them. The shortcut is taken for a bytes header whose
+    caps cannot bite and whose first occurrence of ``name`` starts a piece as its exact name
+    (``name=``); anything else (another cookie's name or value containing ``name``, spaces
+    around ``=``, str input, odd names) goes through the full parser, so the answer is always
+    the parser's: first occurrence wins, same trimming and unquoting.
+    """
+    if (
+        not isinstance(header, bytes)
+        or len(header) > max_bytes
+        or header.count(b";") >= max_cookies  # then no piece can fall past the cap
+        or not _TOKEN.fullmatch(name)
+    ):
+        return parse_cookie_header(header, max_bytes=max_bytes, max_cookies=max_cookies).get(name)
+    key = name.encode("ascii")
+    start = header.find(key)
+    if start < 0:
+        return None  # a piece named ``name`` would contain it
+    value_start = start + len(key)
+    piece_start = header.rfind(b";", 0, start) + 1
+    if header[value_start : value_start + 1] != b"=" or header[piece_start:start].strip(b" \t"):
+        # Not ``name=`` at the start of a piece: a longer name, a value, or `` name =``.
+        return parse_cookie_header(header, max_bytes=max_bytes, max_cookies=max_cookies).get(name)
+    # The first occurrence is the first piece with this name: an earlier one would contain it.
+    # ';' and the name are ASCII, which UTF-8 decoding never merges into a neighbouring
+    # invalid sequence, so decoding the value alone equals decoding the header and splitting.
+    end = header.find(b";", value_start)
+    raw = header[value_start + 1 : end] if end >= 0 else header[value_start + 1 :]
+    return _unquote(raw.decode("utf-8", errors="replace").strip(_WS))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import enum
 import json
+import json.encoder
 import re
-from dataclasses import dataclass, field, fields, replace
-from operator import attrgetter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from tessera.clock import SYSTEM_CLOCK, Clock
 from tessera.config import Settings
@@ -30,22 +31,50 @@ _PUBLIC_ID_RE = re.compile(r"[0-9a-f]{64}")
 # One encoder for every save: json.dumps with non-default options builds a new one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
-# Every field of a record in constructor order, read in one C call; see _saved().
-_RECORD_VALUES = attrgetter(*(f.name for f in fields(SessionRecord)))
-_DATA = [f.name for f in fields(SessionRecord)].index("data")
-_LAST_SEEN = [f.name for f in fields(SessionRecord)].index("last_seen")
+
+def _c_encoder() -> Callable[[object, int], list[str]] | None:
+    """The C encoder that ``_ENCODER.encode`` would build anew on every call, built once.
+
+    Building it is most of what a small ``encode`` costs. It runs without a circular-reference
+    check (a shared ``markers`` dict could keep stale entries after a failed encode): a cycle
+    ends in RecursionError instead, which :func:`encode_data` reports like any non-JSON value.
+    None where CPython's ``_json`` accelerator is missing.
+    """
+    make: Callable[..., Callable[[object, int], list[str]]] | None = getattr(
+        json.encoder, "c_make_encoder", None
+    )
+    if make is None:
+        return None
+    return make(
+        None,  # markers: no circular check, see above
+        _ENCODER.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # indent
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
+    )
+
+
+_C_ENCODE = _c_encoder()
+
+# Positions in a record of the two fields every save changes; see _saved().
+_DATA = SessionRecord._fields.index("data")
+_LAST_SEEN = SessionRecord._fields.index("last_seen")
 
 
 def _saved(record: SessionRecord, data: bytes, now: float) -> SessionRecord:
-    """``replace(record, data=data, last_seen=now)`` at a third of the cost, on every save.
+    """``record._replace(data=data, last_seen=now)`` at a third of the cost, on every save.
 
     Generic over the fields (a field added to SessionRecord is carried over like the rest), so
     it cannot silently drop one the way a hand-written copy would.
     """
-    values = list(_RECORD_VALUES(record))
+    values = list(record)
     values[_DATA] = data
     values[_LAST_SEEN] = now
-    return SessionRecord(*values)
+    return SessionRecord._make(values)
 
 
 class CookieAction(enum.Enum):
@@ -70,6 +99,13 @@ class SaveResult:
     """Seconds for a persistent cookie; None for a cookie that ends with the browser."""
     gone: bool = False
     """The session had been destroyed or had expired elsewhere; nothing was resurrected."""
+
+
+# The results without a secret, shared: building a frozen dataclass costs a microsecond, and
+# most requests end in KEEP.
+_KEEP = SaveResult(CookieAction.KEEP)
+_CLEAR = SaveResult(CookieAction.CLEAR)
+_GONE = SaveResult(CookieAction.CLEAR, gone=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +146,11 @@ class SessionInfo:
 def encode_data(data: dict[str, object], max_bytes: int) -> bytes:
     """Compact UTF-8 JSON of ``data``, refused when not JSON or over ``max_bytes``."""
     try:
-        raw = _ENCODER.encode(data).encode()
-    except (TypeError, ValueError) as exc:
+        text = "".join(_C_ENCODE(data, 0)) if _C_ENCODE is not None else _ENCODER.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        # RecursionError: a reference cycle, or nesting deeper than any budget allows.
         raise SessionDataInvalid(f"session data must be plain JSON values: {exc}") from None
+    raw = text.encode()
     if len(raw) > max_bytes:
         raise SessionTooLarge(
             f"session data is {len(raw)} bytes as JSON, over the budget of {max_bytes} bytes"
@@ -258,7 +296,7 @@ class SessionManager:
         StoreUnavailable.
         """
         if not session.is_loaded:
-            return SaveResult(CookieAction.KEEP)
+            return _KEEP
         now = self.clock.now()
         if session._destroy:
             if session._record is not None:
@@ -273,7 +311,7 @@ class SessionManager:
                 # browser sent for a dead or ended session is deleted so it stops coming back.
                 clear = session._stale_cookie
                 session._stale_cookie = False
-                return SaveResult(CookieAction.CLEAR if clear else CookieAction.KEEP)
+                return _CLEAR if clear else _KEEP
             await self._create(session, now, ip=ip, user_agent=user_agent)
             return self._set_cookie(session, now)
         if session._rotate:
@@ -286,7 +324,7 @@ class SessionManager:
             session.modified = False
         if session.renewed:
             return self._set_cookie(session, now)
-        return SaveResult(CookieAction.KEEP)
+        return _KEEP
 
     async def touch(self, session: Session) -> bool:
         """Slide the idle timeout now, whatever the renewal interval; False if it is gone."""
@@ -398,8 +436,7 @@ class SessionManager:
         user_agent: str | None,
     ) -> SaveResult:
         secret = new_session_id()
-        new = replace(
-            record,
+        new = record._replace(
             id_hash=hash_session_id(secret),
             data=self._encode(session),
             last_seen=now,
@@ -408,8 +445,7 @@ class SessionManager:
             # A login is a fresh authentication: the absolute lifetime starts again, and the
             # record says where it happened.
             lifetime = session._absolute_timeout or self.absolute_timeout
-            new = replace(
-                new,
+            new = new._replace(
                 created_at=now,
                 absolute_expires_at=now + lifetime,
                 idle_timeout=session._idle_timeout or self.idle_timeout,
@@ -451,11 +487,11 @@ class SessionManager:
     def _gone(self, session: Session) -> SaveResult:
         self.metrics.incr("sessions.gone")
         session._become_new(stale_cookie=True)
-        return SaveResult(CookieAction.CLEAR, gone=True)
+        return _GONE
 
     def _set_cookie(self, session: Session, now: float) -> SaveResult:
         record = session._record
         if record is None or session._secret is None:
-            return SaveResult(CookieAction.KEEP)
+            return _KEEP
         max_age = max(0, int(record.absolute_expires_at - now)) if record.persistent else None
         return SaveResult(CookieAction.SET, session_id=session._secret, max_age=max_age)

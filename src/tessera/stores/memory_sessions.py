@@ -14,7 +14,7 @@ Why it looks the way it does:
   a few due sessions, so stale entries cannot pile up when nobody calls :meth:`sweep`.
   A bucket list costs 8 bytes per entry, where a heap of ``(expires_at, id_hash)`` tuples would
   cost about 90.
-- **Lean records.** The :class:`SessionRecord` itself is kept (slotted, its digest doubling as
+- **Lean records.** The :class:`SessionRecord` itself is kept (a named tuple, its digest doubling as
   the key, data as bytes), the strings repeated across sessions (user agent, IP, kind, user id)
   are shared through a small intern table, and a user with one session costs one dict entry, not
   a set. ``bench/memory_store_rss.py`` measures the result.
@@ -97,7 +97,15 @@ class MemorySessionStore:
             self._unindex(old.user_id, record.id_hash)
             if record.user_id is not None:
                 self._index(record.user_id, record.id_hash)
-        self._records[record.id_hash] = self._shared(record)
+        if not (
+            # The usual save: the manager copied the stored record, whose strings are shared.
+            record.user_agent is old.user_agent
+            and record.ip is old.ip
+            and record.kind is old.kind
+            and record.user_id is old.user_id
+        ):
+            record = self._shared(record)
+        self._records[record.id_hash] = record
         self._records.move_to_end(record.id_hash)
         if math.ceil(record.expires_at) < math.ceil(old.expires_at):
             self._schedule(record)  # earlier than its filing: file it where it now falls due
@@ -251,21 +259,7 @@ class MemorySessionStore:
             and user is record.user_id
         ):
             return record
-        # The constructor directly: dataclasses.replace costs three times as much, per create.
-        return SessionRecord(
-            record.id_hash,
-            record.data,
-            record.created_at,
-            record.last_seen,
-            record.idle_timeout,
-            record.absolute_expires_at,
-            user,
-            kind or record.kind,
-            ip,
-            ua,
-            record.remembered,
-            record.persistent,
-        )
+        return record._replace(user_id=user, kind=kind or record.kind, ip=ip, user_agent=ua)
 
     def _intern(self, value: str | None) -> str | None:
         if value is None:
