@@ -32,6 +32,10 @@ HEADERS = st.lists(FRAGMENTS | st.binary(max_size=6), max_size=24).map(b"".join)
 @example(header=b'session=" v "; session=2', name="session", max_bytes=8192, max_cookies=128)
 @example(header=b"a=1;b=2;session=3", name="session", max_bytes=8192, max_cookies=2)
 @example(header=b"a=1;session=3", name="session", max_bytes=12, max_cookies=128)
+@example(header=b"session=1", name="session", max_bytes=8192, max_cookies=0)
+@example(header=b"a=1;\t session\t=2", name="session", max_bytes=8192, max_cookies=128)
+@example(header=b'session=\t"v"\t', name="session", max_bytes=8192, max_cookies=128)
+@example(header=b";session=1", name="session", max_bytes=8192, max_cookies=1)
 def test_cookie_value_equals_the_full_parse(
     header: bytes, name: str, max_bytes: int, max_cookies: int
 ) -> None:

@@ -264,8 +264,8 @@ async def test_a_server_error_fails_only_the_group_that_caused_it(
     text, counter = f"{redis_prefix}:text", f"{redis_prefix}:counter"
     await redis_client.set(text, "not a number")
     good, bad = await asyncio.gather(
-        batch.execute([(("INCR", counter), {}), (("INCR", counter), {})]),
-        batch.execute([(("INCR", text), {})]),
+        batch.execute([("INCR", counter), ("INCR", counter)]),
+        batch.execute([("INCR", text)]),
         return_exceptions=True,
     )
     assert good == [1, 2]
@@ -280,13 +280,65 @@ async def test_a_cancelled_caller_does_not_break_its_batch(
     """Cancelling one waiting caller leaves the others' replies intact."""
     batch = AutoPipeline(redis_client)
     key = f"{redis_prefix}:n"
-    doomed = asyncio.ensure_future(batch.execute([(("INCR", key), {})]))
-    kept = asyncio.ensure_future(batch.execute([(("INCR", key), {})]))
+    doomed = asyncio.ensure_future(batch.execute([("INCR", key)]))
+    kept = asyncio.ensure_future(batch.execute([("INCR", key)]))
     await asyncio.sleep(0)
     doomed.cancel()
     assert await kept == [2]  # both commands ran; only the reply of the cancelled one is dropped
     assert doomed.cancelled()
     await redis_client.delete(key)
+
+
+@pytest.mark.parametrize("query", ["", "?protocol=2"])
+async def test_factory_client_replies_are_read_straight_from_hiredis(
+    query: str, redis_prefix: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the factory's client no reply goes through redis-py's per-reply read_response."""
+    client = redis_client(REDIS_URL + query)
+    store = RedisSessionStore(client, redis_prefix, owns_client=True)
+    try:
+        await client.ping()  # the handshake and a first command the ordinary way
+
+        async def refuse(*args: object, **kwargs: object) -> object:
+            raise AssertionError("read_response used on the hot path")
+
+        monkeypatch.setattr(Connection, "read_response", refuse)
+        rec = record(clock.now())
+        await store.create(rec)
+        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+        assert await store.update(rec._replace(data=b"[2]"), clock.now()) is True
+        with pytest.raises(ResponseError):
+            await store._batch.execute([("INCR", store._session_key(rec.id_hash))])
+    finally:
+        monkeypatch.undo()
+        await store.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced_without_failing(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A batch on a connection Redis has dropped since (idle timeout, restart) is retried once."""
+    rec = record(clock.now())
+    await store.create(rec)
+    [kept] = store._batch._idle
+    host, port = kept._writer.get_extra_info("sockname")[:2]  # type: ignore[attr-defined]
+    assert await redis_client.client_kill_filter(addr=f"{host}:{port}") == 1
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+    assert store._batch._idle == [kept]  # reconnected in place
+
+
+async def test_close_hands_kept_connections_back_to_the_pool(
+    redis_client: aioredis.Redis, redis_prefix: str, clock: FakeClock
+) -> None:
+    """A store that does not own its client leaves no connection checked out after close()."""
+    store = RedisSessionStore(redis_client, redis_prefix)
+    await store.create(record(clock.now()))
+    pool = redis_client.connection_pool
+    assert len(pool._in_use_connections) == 1
+    await store.close()
+    assert len(pool._in_use_connections) == 0
+    assert redis_client.connection_pool is pool  # the client itself stays open
+    assert await redis_client.ping()
 
 
 async def test_factory_client_fails_fast_when_redis_is_down(clock: FakeClock) -> None:

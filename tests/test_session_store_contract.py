@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
@@ -16,9 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tessera.clock import FakeClock
+from tessera.stores.factory import redis_client
 from tessera.stores.redis_sessions import RedisSessionStore
 from tessera.stores.sessions import SessionRecord, SessionStore
 from tessera.stores.sql_sessions import SqlSessionStore
+from tests.conftest import REDIS_URL
 
 IDLE = 1800.0
 ABSOLUTE = 12 * 3600.0
@@ -27,21 +30,53 @@ NEVER = 1e12
 """A renewal interval no test reaches: a load that only reads."""
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres", "redis"])
+async def _factory_client(query: str) -> AsyncIterator[object]:
+    client = redis_client(REDIS_URL + query)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def factory_redis() -> AsyncIterator[object]:
+    """The factory's client: hiredis encoding, replies read straight from hiredis, RESP3."""
+    async for client in _factory_client(""):
+        yield client
+
+
+@pytest.fixture
+async def factory_redis_resp2() -> AsyncIterator[object]:
+    """The factory's client speaking RESP2."""
+    async for client in _factory_client("?protocol=2"):
+        yield client
+
+
+@pytest.fixture(
+    params=["memory", "sqlite", "postgres", "redis", "redis-factory", "redis-factory-resp2"]
+)
 def store(request: pytest.FixtureRequest) -> SessionStore:
-    """Each store in turn, empty; the engine and client fixtures close what they opened."""
+    """Each store in turn, empty; the engine and client fixtures close what they opened.
+
+    Redis runs three ways: a plain redis-py client (redis-py reads every reply), and the
+    factory's client, whose replies the auto-pipeline reads straight from hiredis, under RESP3
+    (redis-py's default) and RESP2.
+    """
     kind = request.param
+    if kind.startswith("redis"):
+        client = {
+            "redis": "redis_client",
+            "redis-factory": "factory_redis",
+            "redis-factory-resp2": "factory_redis_resp2",
+        }[kind]
+        return RedisSessionStore(
+            request.getfixturevalue(client), request.getfixturevalue("redis_prefix")
+        )
     if kind == "memory":
         from tessera.stores.memory_sessions import MemorySessionStore
 
         return MemorySessionStore()
     if kind == "sqlite":
         return SqlSessionStore(request.getfixturevalue("sqlite_engine"))
-    if kind == "postgres":
-        return SqlSessionStore(request.getfixturevalue("postgres_engine"))
-    return RedisSessionStore(
-        request.getfixturevalue("redis_client"), request.getfixturevalue("redis_prefix")
-    )
+    return SqlSessionStore(request.getfixturevalue("postgres_engine"))
 
 
 def new_digest() -> str:

@@ -140,7 +140,16 @@ class SessionMiddleware:
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        await _Exchange(self, scope, session, send, user_agent).run(receive)
+        exchange = _Exchange(self, scope, session, send, user_agent)
+        try:
+            await self.app(scope, receive, exchange.send_wrapper)
+        except StoreUnavailable as exc:
+            # The app's own load_session() (autoload=False) or a store call failed: fail closed
+            # while a response can still be sent; otherwise the server's handler takes over.
+            if exchange.started:
+                raise
+            exchange.started = True
+            await self.respond_unavailable(scope, send, exc)
 
     async def respond_unavailable(self, scope: Scope, send: Send, exc: Exception) -> None:
         error = (
@@ -166,7 +175,7 @@ class SessionMiddleware:
 
 
 class _Exchange:
-    """One HTTP request/response through the middleware: saves at response start."""
+    """The ``send`` of one HTTP request through the middleware: saves at response start."""
 
     __slots__ = ("middleware", "replaced", "scope", "send", "session", "started", "user_agent")
 
@@ -185,17 +194,6 @@ class _Exchange:
         self.user_agent = user_agent
         self.started = False
         self.replaced = False
-
-    async def run(self, receive: Receive) -> None:
-        try:
-            await self.middleware.app(self.scope, receive, self.send_wrapper)
-        except StoreUnavailable as exc:
-            # The app's own load_session() (autoload=False) or a store call failed: fail closed
-            # while a response can still be sent; otherwise the server's handler takes over.
-            if self.started:
-                raise
-            self.started = True
-            await self.middleware.respond_unavailable(self.scope, self.send, exc)
 
     async def send_wrapper(self, message: Message) -> None:
         if self.replaced:

@@ -23,6 +23,7 @@ Choices, following RFC 6265bis §5.4/§5.7 where the RFC speaks:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from email.utils import parsedate_to_datetime
 
@@ -87,40 +88,43 @@ def parse_cookie_header(
     return cookies
 
 
+@functools.lru_cache(maxsize=64)
+def _piece_named(name: str) -> re.Pattern[bytes] | None:
+    """The first piece whose name is ``name``, for token names; cached (names are fixed)."""
+    if not _TOKEN.fullmatch(name):
+        return None
+    # A piece's name is what precedes its first '=', trimmed of blanks: so the first piece
+    # named ``name`` is the first match. The value runs to the next ';'.
+    return re.compile(rb"(?:^|;)[ \t]*" + re.escape(name.encode("ascii")) + rb"[ \t]*=([^;]*)")
+
+
 def cookie_value(
     header: str | bytes, name: str, *, max_bytes: int = 8192, max_cookies: int = 128
 ) -> str | None:
     """``parse_cookie_header(header, ...).get(name)``, without parsing every cookie. Never raises.
 
-    A middleware wants one cookie on every request; finding it costs a few byte searches where
-    the full parse builds a dict of all of them. The shortcut is taken for a bytes header whose
-    caps cannot bite and whose first occurrence of ``name`` starts a piece as its exact name
-    (``name=``); anything else (another cookie's name or value containing ``name``, spaces
-    around ``=``, str input, odd names) goes through the full parser, so the answer is always
-    the parser's: first occurrence wins, same trimming and unquoting.
+    A middleware wants one cookie on every request; one regex search finds it where the full
+    parse builds a dict of all of them. The search is used for a bytes header under
+    ``max_bytes`` and a token ``name``; str input, odd names, or a match that may lie past
+    ``max_cookies`` go through the full parser. Either way the answer is the parser's: first
+    occurrence wins, same trimming and unquoting.
     """
     if (
-        not isinstance(header, bytes)
-        or len(header) > max_bytes
-        or header.count(b";") >= max_cookies  # then no piece can fall past the cap
-        or not _TOKEN.fullmatch(name)
+        isinstance(header, bytes)
+        and len(header) <= max_bytes
+        and (pattern := _piece_named(name)) is not None
     ):
-        return parse_cookie_header(header, max_bytes=max_bytes, max_cookies=max_cookies).get(name)
-    key = name.encode("ascii")
-    start = header.find(key)
-    if start < 0:
-        return None  # a piece named ``name`` would contain it
-    value_start = start + len(key)
-    piece_start = header.rfind(b";", 0, start) + 1
-    if header[value_start : value_start + 1] != b"=" or header[piece_start:start].strip(b" \t"):
-        # Not ``name=`` at the start of a piece: a longer name, a value, or `` name =``.
-        return parse_cookie_header(header, max_bytes=max_bytes, max_cookies=max_cookies).get(name)
-    # The first occurrence is the first piece with this name: an earlier one would contain it.
-    # ';' and the name are ASCII, which UTF-8 decoding never merges into a neighbouring
-    # invalid sequence, so decoding the value alone equals decoding the header and splitting.
-    end = header.find(b";", value_start)
-    raw = header[value_start + 1 : end] if end >= 0 else header[value_start + 1 :]
-    return _unquote(raw.decode("utf-8", errors="replace").strip(_WS))
+        found = pattern.search(header)
+        if found is None:
+            return None
+        # The match starts at its piece's ';' (or at 0): counting through it gives the piece's
+        # index. Pieces before it may all be pairs that fill the cap (empty ones do not count,
+        # so this is conservative: the parser decides when in doubt).
+        if header.count(b";", 0, found.start() + 1) < max_cookies:
+            # ';' and blanks are ASCII, which UTF-8 decoding never merges into a neighbouring
+            # invalid sequence: decoding the value alone equals decoding the whole header.
+            return _unquote(found[1].strip(b" \t").decode("utf-8", "replace"))
+    return parse_cookie_header(header, max_bytes=max_bytes, max_cookies=max_cookies).get(name)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -284,6 +284,11 @@ class Session(MutableMapping[str, Any]):
     def __contains__(self, key: object) -> bool:
         return key in self._mapping()
 
+    def get(self, key: str, default: Any = None) -> Any:
+        # Mapping.get would go through __getitem__ and catch its KeyError: two frames more
+        # on the call most views make.
+        return self._mapping().get(key, default)
+
     def clear(self) -> None:
         """Drop all data (the session itself, its ID and its user, stay)."""
         if self._mapping():
