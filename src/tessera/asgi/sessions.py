@@ -249,10 +249,13 @@ def _read_headers(scope: Scope) -> tuple[bytes | None, str | None]:
     cookies: list[bytes] = []
     user_agent: str | None = None
     for key, value in scope.get("headers", ()):
-        name = key.lower()  # ASGI says servers "should" send lower case, not "must"
-        if name == b"cookie":
-            cookies.append(value)
-        elif name == b"user-agent" and user_agent is None:
+        # Lower-cased only when the length matches (ASGI says servers "should" send lower case,
+        # not "must"): most headers are neither, and lower() copies.
+        size = len(key)
+        if size == 6:
+            if key.lower() == b"cookie":
+                cookies.append(value)
+        elif size == 10 and user_agent is None and key.lower() == b"user-agent":
             user_agent = value[:MAX_USER_AGENT].decode("latin-1")
     if not cookies:
         return None, user_agent

@@ -89,7 +89,9 @@ class MemorySessionStore:
         return record, True
 
     async def update(self, record: SessionRecord, now: float) -> bool:
-        self._expire(now, _EXPIRE_PER_WRITE)
+        heap = self._due_heap
+        if heap and heap[0] <= now:  # the check _expire starts with, without its call
+            self._expire(now, _EXPIRE_PER_WRITE)
         old = self._live(record.id_hash, now)
         if old is None:
             return False

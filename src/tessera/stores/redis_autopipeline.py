@@ -117,9 +117,12 @@ class AutoPipeline:
         batch = self._pending
         if batch is None or batch.loop is not loop:
             # A batch left behind by a loop that stopped (a CLI calling asyncio.run twice)
-            # is not flushed by this loop: start a new one.
+            # is not flushed by this loop: start a new one. Its task first runs in the next
+            # loop iteration, after every caller of this one has added its commands.
             batch = self._pending = _Batch(loop)
-            loop.call_soon(self._flush, batch)
+            task = loop.create_task(self._send(batch))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
         future: asyncio.Future[list[Any]] = loop.create_future()
         start = len(batch.commands)
         batch.commands.extend(commands)
@@ -132,14 +135,9 @@ class AutoPipeline:
         for connection in idle:
             await self._client.connection_pool.release(connection)
 
-    def _flush(self, batch: _Batch) -> None:
-        if self._pending is batch:
-            self._pending = None
-        task = batch.loop.create_task(self._send(batch))
-        self._in_flight.add(task)
-        task.add_done_callback(self._in_flight.discard)
-
     async def _send(self, batch: _Batch) -> None:
+        if self._pending is batch:
+            self._pending = None  # later callers start the next batch
         self.batches_sent += 1
         try:
             replies = await self._round_trip(batch.commands, batch.loop)
