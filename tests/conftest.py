@@ -66,6 +66,29 @@ async def postgres_engine() -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
+async def postgres_database() -> AsyncIterator[str]:
+    """A whole database of the test's own on the real server, as a URL, dropped afterwards.
+
+    For code under test that opens its own engine from a URL (the server, the example), where a
+    private schema cannot be passed in.
+    """
+    name = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    try:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        await admin.dispose()
+        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required and unreachable: {exc!r}")
+    try:
+        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        async with admin.connect() as conn:
+            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        await admin.dispose()
+
+
+@pytest.fixture
 async def redis_client() -> AsyncIterator[object]:
     """A client of the real Redis server; fails the test when Redis is down."""
     import redis.asyncio as aioredis

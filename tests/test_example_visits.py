@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 from types import ModuleType
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from tessera.sessions import hash_session_id
-from tessera.stores.sql import create_engine
-from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.conftest import REDIS_URL
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "visits.py"
 
@@ -34,25 +31,6 @@ def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)  # no stray ./tessera.toml
     monkeypatch.delenv("TESSERA_CONFIG", raising=False)
     monkeypatch.setenv("TESSERA_DEV", "1")
-
-
-@pytest.fixture
-async def postgres_database() -> AsyncIterator[str]:
-    """A database of this test's own on the real server (the example opens its own engine)."""
-    name = f"t_visits_{secrets.token_hex(5)}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        await admin.dispose()
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required and unreachable: {exc!r}")
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def count_three(example: ModuleType) -> list[int]:

@@ -5,39 +5,16 @@ the same successor and nobody is logged out (the grace window, decided atomicall
 from __future__ import annotations
 
 import asyncio
-import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
 
 from tessera.config import Settings
-from tessera.stores.sql import create_engine
-from tests.conftest import POSTGRES_URL, REDIS_URL
+from tests.conftest import REDIS_URL
 from tests.test_token_api_support import WHOAMI, bearer, login, make_settings, running
 
 PARALLEL = 8
-
-
-@pytest.fixture
-async def postgres_database() -> AsyncIterator[str]:
-    """A database of this test's own on the real server (the app opens its own engine)."""
-    name = f"t_tokens_{secrets.token_hex(5)}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        await admin.dispose()
-        pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required and unreachable: {exc!r}")
-    try:
-        yield POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        await admin.dispose()
 
 
 async def refresh_in_parallel(settings: Settings) -> None:
