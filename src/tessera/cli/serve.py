@@ -9,6 +9,9 @@ import typer
 from tessera.cli.common import console, database_location, settings_or_exit
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (TESSERA_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (TESSERA_PORT).")] = None,
@@ -44,10 +47,12 @@ def serve(
             "[yellow]Development mode: cookies are sent over plain http. "
             "Do not use in production.[/yellow]"
         )
-    elif not settings.issuer.startswith("https://") and settings.host in ("127.0.0.1", "localhost"):
+    elif not settings.issuer.startswith("https://") and settings.host not in LOOPBACK:
+        # Browsers take Secure cookies over plain http from loopback addresses only.
         console.print(
-            "[yellow]Secure cookies need https; for plain-http localhost use "
-            "--dev (TESSERA_DEV=1).[/yellow]"
+            "[yellow]Cookies are Secure: browsers keep them over plain http only on "
+            "localhost. Serve https behind a proxy (and set TESSERA_ISSUER), or use --dev "
+            "for a trial.[/yellow]"
         )
     uvicorn.run(
         create_app(settings),
