@@ -8,7 +8,6 @@ import typer
 
 from tessera.cli.common import console, database_location, settings_or_exit
 
-
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
