@@ -116,7 +116,8 @@ def create_app(
         description="Login service: cookie sessions for browsers, tokens for apps.",
         lifespan=lifespan,
         middleware=[Middleware(ServicesStack)],
-        docs_url="/api/docs",
+        # FastAPI's docs pages load their scripts from a CDN; the server serves nothing external.
+        docs_url=None,
         redoc_url=None,
     )
     app.add_exception_handler(TesseraError, tessera_error)
