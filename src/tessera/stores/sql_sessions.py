@@ -21,8 +21,8 @@ exception type, so a connection URL (and its password) never reaches a log or an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractAsyncContextManager, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from sqlalchemy import (
@@ -44,11 +44,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from tessera.errors import StoreUnavailable
 from tessera.stores import sql
 from tessera.stores.sessions import SessionRecord
 
@@ -77,15 +75,6 @@ sessions_table = Table(
 )
 
 _t = sessions_table
-
-
-@contextmanager
-def _unavailable() -> Iterator[None]:
-    """Turn driver and socket errors into :class:`StoreUnavailable` (type name only)."""
-    try:
-        yield
-    except (SQLAlchemyError, OSError) as exc:
-        raise StoreUnavailable("sql", type(exc).__name__) from exc
 
 
 def _values(record: SessionRecord) -> dict[str, Any]:
@@ -191,7 +180,7 @@ class SqlSessionStore:
         self, stmt: Executable, params: dict[str, Any] | None = None
     ) -> tuple[Sequence[RowMapping], int]:
         """Execute one statement on its own; its rows (if any) and its rowcount."""
-        with _unavailable():
+        with sql.unavailable_on_error():
             async with self._statement() as conn:
                 result = await conn.execute(stmt, params)
                 rows = result.mappings().all() if result.returns_rows else []
@@ -228,7 +217,7 @@ class SqlSessionStore:
         return count == 1
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
-        with _unavailable():
+        with sql.unavailable_on_error():
             async with self._engine.begin() as conn:
                 # Deleting only a live row makes the delete the guard: of two concurrent
                 # rotations of one session exactly one sees rowcount 1 and inserts.
