@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +111,30 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def compare(
+    variants: Mapping[str, str],
+    order: Sequence[str],
+    *,
+    rounds: int,
+    measure: Callable[[str], float],
+    baseline: str,
+    ratio_label: str,
+) -> str:
+    """Measure ``order`` in alternating rounds, keep each variant's best; a Markdown table.
+
+    Alternating (a b c, a b c, ...) rather than repeating each variant back to back spreads a
+    noisy neighbour's bursts over all variants instead of penalising one.
+    """
+    best: dict[str, float] = {}
+    for round_ in range(rounds):
+        for variant in order:
+            rps = measure(variant)
+            best[variant] = max(best.get(variant, 0.0), rps)
+            print(f"round {round_ + 1}: {variant:11s} {rps:10.0f} req/s", flush=True)
+    base = best.get(baseline)
+    rows = [
+        [variants[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"] for v in order
+    ]
+    return table(rows, ["variant", "requests/s", ratio_label])

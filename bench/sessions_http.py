@@ -16,7 +16,7 @@ import secrets
 import tempfile
 
 import httpx
-from _harness import serve, table, wrk
+from _harness import compare, serve, wrk
 
 VARIANTS = {
     "bare": "no sessions (baseline)",
@@ -69,35 +69,37 @@ def main() -> None:
     }
     if "postgres" in args.only:
         _admin(f'CREATE DATABASE "{database}"')
-    best: dict[str, float] = {}
-    for _round in range(args.rounds):
-        for variant in args.only:
-            env = {**env_common, "BENCH_VARIANT": variant}
-            if variant == "postgres":
-                env["BENCH_DATABASE_URL"] = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database
-            served = serve("apps_sessions:app", env)
-            try:
-                cookie = session_cookie(served.url)
-                headers = [f"Cookie: {cookie}"] if cookie else []
-                rps = wrk(
-                    served.url + "/hit",
-                    seconds=args.seconds,
-                    connections=args.connections,
-                    headers=headers,
-                )
-            finally:
-                served.stop()
-            best[variant] = max(best.get(variant, 0.0), rps)
-            print(f"round {_round + 1}: {variant:9s} {rps:10.0f} req/s", flush=True)
-    if "postgres" in args.only:
-        _admin(f'DROP DATABASE "{database}" WITH (FORCE)')
-    base = best.get("bare")
-    rows = [
-        [VARIANTS[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"]
-        for v in args.only
-    ]
+
+    def measure(variant: str) -> float:
+        env = {**env_common, "BENCH_VARIANT": variant}
+        if variant == "postgres":
+            env["BENCH_DATABASE_URL"] = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database
+        served = serve("apps_sessions:app", env)
+        try:
+            cookie = session_cookie(served.url)
+            return wrk(
+                served.url + "/hit",
+                seconds=args.seconds,
+                connections=args.connections,
+                headers=[f"Cookie: {cookie}"] if cookie else [],
+            )
+        finally:
+            served.stop()
+
+    try:
+        result = compare(
+            VARIANTS,
+            args.only,
+            rounds=args.rounds,
+            measure=measure,
+            baseline="bare",
+            ratio_label="ratio to no sessions",
+        )
+    finally:
+        if "postgres" in args.only:
+            _admin(f'DROP DATABASE "{database}" WITH (FORCE)')
     print()
-    print(table(rows, ["variant", "requests/s", "ratio to no sessions"]))
+    print(result)
 
 
 if __name__ == "__main__":

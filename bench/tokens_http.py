@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 
 import httpx
-from _harness import serve, table, wrk
+from _harness import compare, serve, wrk
 
 VARIANTS = {
     "bare": "unprotected (baseline)",
@@ -66,30 +66,29 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
     args = parser.parse_args()
 
-    best: dict[str, float] = {}
-    for round_ in range(args.rounds):
-        for variant in args.only:
-            app_variant = "bare" if variant == "bare_header" else variant
-            served = serve("apps_tokens:app", {"BENCH_VARIANT": app_variant})
-            try:
-                headers = credentials(variant, served.url)
-                rps = wrk(
-                    served.url + "/me",
-                    seconds=args.seconds,
-                    connections=args.connections,
-                    headers=headers,
-                )
-            finally:
-                served.stop()
-            best[variant] = max(best.get(variant, 0.0), rps)
-            print(f"round {round_ + 1}: {variant:11s} {rps:10.0f} req/s", flush=True)
-    base = best.get("bare")
-    rows = [
-        [VARIANTS[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"]
-        for v in args.only
-    ]
+    def measure(variant: str) -> float:
+        app_variant = "bare" if variant == "bare_header" else variant
+        served = serve("apps_tokens:app", {"BENCH_VARIANT": app_variant})
+        try:
+            return wrk(
+                served.url + "/me",
+                seconds=args.seconds,
+                connections=args.connections,
+                headers=credentials(variant, served.url),
+            )
+        finally:
+            served.stop()
+
+    result = compare(
+        VARIANTS,
+        args.only,
+        rounds=args.rounds,
+        measure=measure,
+        baseline="bare",
+        ratio_label="ratio to unprotected",
+    )
     print()
-    print(table(rows, ["variant", "requests/s", "ratio to unprotected"]))
+    print(result)
 
 
 if __name__ == "__main__":
