@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,7 @@ from tessera.cookies import CookiePolicy
 from tessera.csrf import CsrfProtector
 from tessera.errors import StoreUnavailable
 from tessera.identity.accounts import UserService
-from tessera.identity.events import EventKind, EventLog
+from tessera.identity.events import DetailValue, EventKind, EventLog
 from tessera.identity.passwords import PasswordHasher
 from tessera.identity.remember import RememberMe
 from tessera.identity.throttle import LoginThrottle
@@ -138,12 +138,33 @@ class Services:
         """End one of the user's sessions, browser or app, and its tokens at once."""
         revoked = await self.sessions.revoke(user_id, public_id)
         if revoked:
-            await self.refresh.revoke_session(public_id)
-            await self.revocations.revoke_session(public_id, self.clock.now())
-            await self.events.record(
-                EventKind.SESSION_REVOKED, user_id=user_id, detail={"session": public_id[:12]}
-            )
+            await self.end_session_tokens(user_id, public_id, EventKind.SESSION_REVOKED)
         return revoked
+
+    async def end_session_tokens(
+        self,
+        user_id: str,
+        public_id: str,
+        event: EventKind,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
+    ) -> None:
+        """Kill a session's refresh families and access tokens now, and record ``event``.
+
+        The revocation mark is set even when the session record is already gone (expired,
+        swept): access tokens outlive nothing they should.
+        """
+        await self.refresh.revoke_session(public_id)
+        await self.revocations.revoke_session(public_id, self.clock.now())
+        await self.events.record(
+            event,
+            user_id=user_id,
+            ip=ip,
+            user_agent=user_agent,
+            detail={"session": public_id[:12], **(detail or {})},
+        )
 
     async def check_health(self) -> dict[str, str]:
         """``{part: "ok" | reason}`` for every registered part; never raises."""

@@ -245,19 +245,17 @@ async def end_token_session(
 ) -> None:
     """End an app's session: the session record, its refresh families, its access tokens.
 
-    ``sid`` comes from a verified token or a refresh family, so it is trusted to be the user's.
-    The revocation mark is set even when the record is already gone (expired, swept): access
-    tokens outlive nothing they should.
+    ``sid`` comes from a verified token or a refresh family, so it is trusted to be the user's
+    (no ownership check, unlike :meth:`Services.revoke_session`).
     """
     await services.sessions.store.delete(sid)
-    await services.refresh.revoke_session(sid)
-    await services.revocations.revoke_session(sid, services.clock.now())
-    await services.events.record(
+    await services.end_session_tokens(
+        user_id,
+        sid,
         kind,
-        user_id=user_id,
         ip=client_ip(request) if request is not None else None,
         user_agent=user_agent(request) if request is not None else None,
-        detail={"session": sid[:12], **(detail or {})},
+        detail=detail,
     )
 
 
