@@ -15,22 +15,17 @@ Cookie sessions are first-party logins and pass every scope check; tokens carry 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.errors import InvalidToken
 from tessera.sessions import Session
 from tessera.tokens import TokenVerifier, www_authenticate
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SCOPE_PRINCIPAL = "tessera.principal"
 MAX_AUTHORIZATION = 8 * 1024 + 16

@@ -15,8 +15,8 @@ the new choice refuses are deleted in the same response.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.clock import SYSTEM_CLOCK, Clock
 from tessera.consent import (
@@ -34,12 +34,6 @@ from tessera.cookies import (
     parse_set_cookie,
 )
 from tessera.metrics import Metrics
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SCOPE_CONSENT = "tessera.consent"
 SCOPE_MANAGER = "tessera.consent_manager"

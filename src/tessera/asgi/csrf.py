@@ -21,19 +21,14 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any
+from collections.abc import MutableMapping, Sequence
 from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.asgi.auth import bearer_token
 from tessera.cookies import parse_cookie_header
 from tessera.csrf import FORM_FIELD, HEADER, SAFE_METHODS, CsrfFailed, CsrfProtector, check_origin
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_FORM_BYTES = 1024 * 1024
 

@@ -10,18 +10,13 @@ user and records a security event — and is deleted.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.cookies import CookiePolicy, parse_cookie_header
 from tessera.identity.remember import DEFAULT_LIFETIME, RememberMe, TheftDetected
 from tessera.sessions import Session
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UserCheck = Callable[[str], Awaitable[bool]]
 """May this user still log in (exists, not disabled)?"""

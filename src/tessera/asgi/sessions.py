@@ -32,22 +32,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.config import Settings
 from tessera.cookies import CookiePolicy
 from tessera.cookies._parse import cookie_value
 from tessera.errors import SessionDataInvalid, SessionTooLarge, StoreUnavailable, TesseraError
 from tessera.sessions import CookieAction, SaveResult, Session, SessionManager
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 SCOPE_SESSION = "session"
 SCOPE_MANAGER = "tessera.session_manager"

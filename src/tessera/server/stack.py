@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.asgi.auth import AuthMiddleware
 from tessera.asgi.consent import ConsentMiddleware
@@ -25,12 +25,6 @@ from tessera.cookies import CookieBudget
 from tessera.errors import TesseraError
 from tessera.identity.events import EventKind
 from tessera.server.services import CONSENT_COOKIE, REMEMBER_COOKIE, Services
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("tessera.server")
 
