@@ -26,12 +26,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tessera.errors import InvalidToken
 from tessera.sessions import Session
 from tessera.tokens import TokenVerifier, www_authenticate
+from tessera.tokens.cache import CachedToken
 
 SCOPE_PRINCIPAL = "tessera.principal"
 MAX_AUTHORIZATION = 8 * 1024 + 16
 """Longer Authorization headers are refused before any decoding (tokens are capped at 8 KiB)."""
-
-MAX_REMEMBERED_PRINCIPALS = 10_000
 
 Method = Literal["session", "bearer"]
 
@@ -68,6 +67,24 @@ class AuthError(HTTPException):
         super().__init__(status_code, description, headers={"WWW-Authenticate": challenge})
 
 
+def _token_principal(entry: CachedToken) -> Principal:
+    """The caller a verified token names, built once per cache entry: an app sends the same
+    token on every request, and building the frozen Principal (and its scope set) would be a
+    third of the cost of a cached verification. Only read after the entry passed every check."""
+    principal = entry.principal
+    if isinstance(principal, Principal):
+        return principal
+    claims = entry.claims
+    principal = entry.principal = Principal(
+        user_id=claims.sub,
+        session_id=claims.sid,
+        method="bearer",
+        scopes=claims.scopes,
+        client_id=claims.client_id,
+    )
+    return principal
+
+
 def bearer_token(scope: Scope) -> str | None:
     """The token of an ``Authorization: Bearer`` header; "" when the header is malformed.
 
@@ -92,48 +109,45 @@ class AuthMiddleware:
         self.app = app
         self.verifier = verifier
         self.realm = realm
-        # Principals of recently verified tokens, by jti: an app sends the same token on every
-        # request, and building the frozen Principal (and its scope set) is a third of the cost
-        # of a cached verification. Only consulted *after* verify() succeeded, so revocation
-        # and expiry still apply to every request.
-        self._principals: dict[str, Principal] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        for key, value in scope.get("headers") or ():
+            if key == b"authorization":
+                # Fast path: the exact form clients send, for a token accepted before and still
+                # good (lifetime, key, revocation all checked again by cached_entry). Anything
+                # else, including other spellings of the scheme, takes the full path below.
+                if value[:7] == b"Bearer ":
+                    entry = self.verifier.cached_entry(value[7:])
+                    if entry is not None:
+                        known = entry.principal
+                        if isinstance(known, Principal):
+                            scope[SCOPE_PRINCIPAL] = known
+                            await self.app(scope, receive, send)
+                            return
+                token = bearer_token(scope)
+                if token is not None:
+                    try:
+                        entry = self.verifier.verify_entry(token)
+                    except InvalidToken as exc:
+                        await self._refuse(scope, send, exc)
+                        return
+                    scope[SCOPE_PRINCIPAL] = _token_principal(entry)
+                    await self.app(scope, receive, send)
+                    return
+                break
+        session = scope.get("session")
         principal: Principal | None = None
-        token = bearer_token(scope)
-        if token is not None:
-            try:
-                claims = self.verifier.verify(token or "")
-            except InvalidToken as exc:
-                await self._refuse(scope, send, exc)
-                return
-            principal = self._principals.get(claims.jti)
-            if principal is None or (principal.user_id, principal.session_id) != (
-                claims.sub,
-                claims.sid,
-            ):
-                principal = Principal(
-                    user_id=claims.sub,
-                    session_id=claims.sid,
-                    method="bearer",
-                    scopes=claims.scopes,
-                    client_id=claims.client_id,
-                )
-                if len(self._principals) >= MAX_REMEMBERED_PRINCIPALS:
-                    self._principals.clear()
-                self._principals[claims.jti] = principal
-        else:
-            session = scope.get("session")
-            if isinstance(session, Session) and session.is_loaded and session.user_id:
-                principal = Principal(
-                    user_id=session.user_id,
-                    session_id=session.id,
-                    method="session",
-                    remembered=session.remembered,
-                )
+        if isinstance(session, Session) and session.is_loaded and session.user_id:
+            principal = Principal(
+                user_id=session.user_id,
+                session_id=session.id,
+                method="session",
+                remembered=session.remembered,
+            )
         scope[SCOPE_PRINCIPAL] = principal
         await self.app(scope, receive, send)
 
@@ -167,8 +181,8 @@ def current_principal(request: HTTPConnection) -> Principal | None:
 
 def require_user(request: HTTPConnection) -> Principal:
     """The caller; 401 with a Bearer challenge when nobody is logged in."""
-    principal = current_principal(request)
-    if principal is None:
+    principal = request.scope.get(SCOPE_PRINCIPAL)  # current_principal(), one call less
+    if not isinstance(principal, Principal):
         raise AuthError(401, "unauthorized", "authentication required", 'Bearer realm="tessera"')
     return principal
 

@@ -13,17 +13,19 @@ issuer/audience/lifetime, revocation.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 import jwt
 
-from tessera.clock import Clock
+from tessera.clock import Clock, SystemClock
 from tessera.errors import InvalidInput, InvalidToken
 from tessera.keys import KeyRing, SigningKey
 from tessera.metrics import Metrics
-from tessera.tokens.cache import VerifiedTokenCache, token_digest
+from tessera.tokens.cache import CachedToken, VerifiedTokenCache, token_digest
 from tessera.tokens.claims import (
     ACCESS_TOKEN_TYP,
     DEFAULT_LEEWAY,
@@ -138,8 +140,10 @@ class TokenVerifier:
         "_leeway",
         "_max_bytes",
         "_metrics",
+        "_now",
         "_revocations",
         "_ring",
+        "_static_ring",
     )
 
     def __init__(
@@ -156,9 +160,14 @@ class TokenVerifier:
         metrics: Metrics | None = None,
     ) -> None:
         self._keys = _provider(keyring_provider)
+        # A ring given as such never changes: the per-request check of a cached token can skip
+        # asking the provider whether it did (key states still move with the clock).
+        self._static_ring = isinstance(keyring_provider, KeyRing)
         self._issuer = issuer
         self._audience = audience
         self._clock = clock
+        # The system clock's reading without the method call around time.time.
+        self._now: Callable[[], float] = time.time if type(clock) is SystemClock else clock.now
         self._leeway = leeway
         self._revocations = revocations
         self._cache = cache
@@ -192,8 +201,22 @@ class TokenVerifier:
         self._key_map, self._ring, self._keys_until = fresh, ring, now + KEY_REFRESH_INTERVAL
         return fresh
 
+    def _keys_at(self, now: float) -> dict[str, VerificationKey]:
+        """:meth:`_live_keys`, without a call while the map is fresh and the ring unchanged."""
+        if now < self._keys_until and (self._static_ring or self._keys() is self._ring):
+            return self._key_map
+        return self._live_keys(now)
+
     def verify(self, token: str | bytes) -> AccessClaims:
         """The claims of a valid, live, unrevoked access token; :class:`InvalidToken` otherwise."""
+        return self.verify_entry(token).claims
+
+    def verify_entry(self, token: str | bytes) -> CachedToken:
+        """:meth:`verify`, returning the token's cache entry (a fresh one when there is no cache).
+
+        The entry's ``principal`` slot is for the HTTP layer to keep what it derives from the
+        claims; the entry is returned only after every check passed.
+        """
         try:
             return self._verify(token)
         except InvalidToken as exc:
@@ -201,31 +224,67 @@ class TokenVerifier:
                 self._metrics.incr(f"tokens.invalid.{exc.reason}")
             raise
 
-    def _verify(self, token: str | bytes) -> AccessClaims:
+    def cached_entry(self, token: bytes) -> CachedToken | None:
+        """The fast path for a token accepted before: its entry, or None to call verify_entry().
+
+        Returns the entry only when the cache holds it and every check that can change since it
+        was verified passes again: lifetime (``exp`` + leeway), signing key still live, no
+        revocation of its session or user. Anything else (absent, expired, retired key, revoked,
+        oversized) is None, never an error: :meth:`verify_entry` then decides, with the reason
+        and the metrics. Nothing is counted unless the entry is returned, so that fallback
+        counts each request once. ``token`` is the raw ASCII of the header.
+        """
+        cache = self._cache
+        if cache is None or len(token) > self._max_bytes:
+            return None
+        # The steps of cache.entry() and _keys_at(), inlined: this runs on every request.
+        digest = hashlib.sha256(token).digest()
+        entries = cache._entries  # same package; see VerifiedTokenCache.__init__
+        entry = entries.get(digest)
+        if entry is None:
+            return None
+        now = self._now()
+        if now >= entry.valid_until:
+            return None
+        keys = self._key_map
+        if now >= self._keys_until or not (self._static_ring or self._keys() is self._ring):
+            keys = self._live_keys(now)
+        claims = entry.claims
+        if claims.kid not in keys:
+            return None
+        revocations = self._revocations
+        if revocations is not None and revocations.is_revoked(claims):
+            return None
+        entries.move_to_end(digest)
+        cache.hits += 1
+        return entry
+
+    def _verify(self, token: str | bytes) -> CachedToken:
         if len(token) > self._max_bytes:
             raise InvalidToken("oversized", "token too large")
-        now = self._clock.now()
+        now = self._now()
         cache = self._cache
         digest = b""
         if cache is not None:
             digest = token_digest(token)
-            cached = cache.get(digest, now)  # None past exp + leeway
-            if cached is not None:
-                if cached.kid in self._live_keys(now):
-                    self._check_revoked(cached)
-                    return cached
+            entry = cache.entry(digest, now)  # None past exp + leeway
+            if entry is not None:
+                if entry.claims.kid in self._keys_at(now):
+                    self._check_revoked(entry.claims)
+                    return entry
                 cache.discard(digest)  # its key retired: verify afresh (and fail)
         claims = self._verify_uncached(token, now)
         self._check_revoked(claims)
-        if cache is not None:
-            cache.put(digest, claims, claims.exp + self._leeway)
-        return claims
+        valid_until = claims.exp + self._leeway
+        if cache is None:
+            return CachedToken(claims, valid_until)
+        return cache.put(digest, claims, valid_until)
 
     def _verify_uncached(self, token: str | bytes, now: float) -> AccessClaims:
         jws = parse_compact(token, self._max_bytes)
         if not is_access_token_typ(jws.header.get("typ")):
             raise InvalidToken("wrong_type", "not an access token (typ must be at+jwt)")
-        keys = self._live_keys(now)
+        keys = self._keys_at(now)
         key = verify_signature(jws, lambda kid: None if kid is None else keys.get(kid))
         try:
             payload: dict[str, Any] = json_object(jws.payload)
