@@ -43,6 +43,7 @@ from tessera.cookies import CookiePolicy
 from tessera.cookies._parse import cookie_value
 from tessera.errors import SessionDataInvalid, SessionTooLarge, StoreUnavailable, TesseraError
 from tessera.sessions import CookieAction, SaveResult, Session, SessionManager
+from tessera.sessions._ids import ID_LENGTH
 
 SCOPE_SESSION = "session"
 SCOPE_MANAGER = "tessera.session_manager"
@@ -99,6 +100,10 @@ class SessionMiddleware:
             cookie_policy = CookiePolicy.development() if dev else CookiePolicy()
         self.policy = cookie_policy
         self.cookie_name = cookie_policy.name(cookie_name)
+        # The header's start when the session cookie comes first, and where its ID would end.
+        self._prefix = self.cookie_name.encode("latin-1") + b"="
+        self._prefix_len = len(self._prefix)
+        self._prefix_end = self._prefix_len + ID_LENGTH
         self.autoload = autoload
         self.logger = logger if logger is not None else _logger
 
@@ -119,14 +124,24 @@ class SessionMiddleware:
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        header, user_agent = _read_headers(scope)
+        header = _cookie_header(scope)
+        if header is None:
+            secret = None
+        elif header.startswith(self._prefix) and (
+            # The usual case, without a parse: the session cookie comes first and its value
+            # has an ID's length (anything else goes through the parser, which trims and
+            # unquotes; a value it would change is not an ID either way).
+            (size := len(header)) == self._prefix_end
+            or (size > self._prefix_end and header[self._prefix_end] == _SEMICOLON)
+        ):
+            secret = header[self._prefix_len : self._prefix_end].decode("latin-1")
+        else:
+            secret = cookie_value(header, self.cookie_name)
         manager = self.manager
-        session = manager.begin(
-            cookie_value(header, self.cookie_name) if header is not None else None
-        )
+        session = manager.begin(secret)
         scope[SCOPE_SESSION] = session
         scope[SCOPE_MANAGER] = manager
-        if self.autoload:
+        if self.autoload and not session._loaded and not manager.resolve_now(session):
             try:
                 await manager.resolve(session)
             except (StoreUnavailable, OSError) as exc:
@@ -135,7 +150,7 @@ class SessionMiddleware:
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
-        exchange = _Exchange(self, scope, session, send, user_agent)
+        exchange = _Exchange(self, scope, session, send)
         try:
             await self.app(scope, receive, exchange.send_wrapper)
         except StoreUnavailable as exc:
@@ -172,21 +187,15 @@ class SessionMiddleware:
 class _Exchange:
     """The ``send`` of one HTTP request through the middleware: saves at response start."""
 
-    __slots__ = ("middleware", "replaced", "scope", "send", "session", "started", "user_agent")
+    __slots__ = ("middleware", "replaced", "scope", "send", "session", "started")
 
     def __init__(
-        self,
-        middleware: SessionMiddleware,
-        scope: Scope,
-        session: Session,
-        send: Send,
-        user_agent: str | None,
+        self, middleware: SessionMiddleware, scope: Scope, session: Session, send: Send
     ) -> None:
         self.middleware = middleware
         self.scope = scope
         self.session = session
         self.send = send
-        self.user_agent = user_agent
         self.started = False
         self.replaced = False
 
@@ -195,66 +204,78 @@ class _Exchange:
             return  # The app's response was replaced by an error; drop the rest of it.
         if message["type"] == "http.response.start":
             self.started = True
-            try:
-                message = await self._finish(message)
-            except (StoreUnavailable, OSError) as exc:
-                self.replaced = True
-                await self.middleware.respond_unavailable(self.scope, self.send, exc)
-                return
-            except (SessionTooLarge, SessionDataInvalid) as exc:
-                self.replaced = True
-                self.middleware.logger.error(
-                    "session not saved, answering 500 (%s): %s", exc.code, exc
-                )
-                await send_error(self.send, 500, exc)
-                return
+            session = self.session
+            set_cookie: tuple[bytes, bytes] | None = None
+            if message["status"] < 500:
+                try:
+                    # Synchronous when no I/O is needed (the usual request), else awaited.
+                    result = self.middleware.manager.save_now(session)
+                    if result is None:
+                        result = await self._save(session)
+                except (StoreUnavailable, OSError) as exc:
+                    self.replaced = True
+                    await self.middleware.respond_unavailable(self.scope, self.send, exc)
+                    return
+                except (SessionTooLarge, SessionDataInvalid) as exc:
+                    self.replaced = True
+                    self.middleware.logger.error(
+                        "session not saved, answering 500 (%s): %s", exc.code, exc
+                    )
+                    await send_error(self.send, 500, exc)
+                    return
+                if result.action is not _KEEP:
+                    set_cookie = self.middleware.set_cookie_header(result)
+            if set_cookie is not None or session.accessed:
+                message = _with_headers(message, set_cookie, session.accessed)
         await self.send(message)
 
-    async def _finish(self, message: Message) -> Message:
-        session = self.session
-        set_cookie: tuple[bytes, bytes] | None = None
-        if message["status"] < 500:
-            client = self.scope.get("client")
-            result = await self.middleware.manager.save(
-                session,
-                ip=client[0] if client else None,
-                user_agent=self.user_agent,
-            )
-            if result.action is not _KEEP:
-                set_cookie = self.middleware.set_cookie_header(result)
-        if set_cookie is None and not session.accessed:
-            return message  # nothing to add: the app's message goes out as it is
-        # A new list and a new message: the app may reuse its own (a module-level response).
-        headers = list(message.get("headers") or ())
-        if set_cookie is not None:
-            headers.append(set_cookie)
-        if session.accessed:
-            _add_vary_cookie(headers)
-        return {**message, "headers": headers}
+    async def _save(self, session: Session) -> SaveResult:
+        """The full save, with the client's address and agent (recorded on create and login)."""
+        client = self.scope.get("client")
+        return await self.middleware.manager.save(
+            session, ip=client[0] if client else None, user_agent=_user_agent(self.scope)
+        )
 
 
 _KEEP = CookieAction.KEEP
+_SEMICOLON = ord(";")
 
 
-def _read_headers(scope: Scope) -> tuple[bytes | None, str | None]:
-    """The Cookie header and the (capped) User-Agent, in one pass over the request headers.
-
-    Several Cookie fields (HTTP/2) are joined into one header, as RFC 9113 §8.2.3 says.
-    """
-    cookies: list[bytes] = []
-    user_agent: str | None = None
+def _cookie_header(scope: Scope) -> bytes | None:
+    """The request's Cookie header (several fields, as HTTP/2 sends, joined: RFC 9113 §8.2.3)."""
+    cookies: list[bytes] | None = None
     for key, value in scope.get("headers", ()):
         # Lower-cased only when the length matches (ASGI says servers "should" send lower case,
-        # not "must"): most headers are neither, and lower() copies.
-        size = len(key)
-        if size == 6:
-            if key.lower() == b"cookie":
+        # not "must"): most headers are not Cookie, and lower() copies.
+        if len(key) == 6 and key.lower() == b"cookie":
+            if cookies is None:
+                cookies = [value]
+            else:
                 cookies.append(value)
-        elif size == 10 and user_agent is None and key.lower() == b"user-agent":
-            user_agent = value[:MAX_USER_AGENT].decode("latin-1")
-    if not cookies:
-        return None, user_agent
-    return (cookies[0] if len(cookies) == 1 else b"; ".join(cookies)), user_agent
+    if cookies is None:
+        return None
+    return cookies[0] if len(cookies) == 1 else b"; ".join(cookies)
+
+
+def _user_agent(scope: Scope) -> str | None:
+    """The (capped) User-Agent, read only when a session is created or logged in."""
+    for key, value in scope.get("headers", ()):
+        if len(key) == 10 and key.lower() == b"user-agent":
+            return bytes(value[:MAX_USER_AGENT]).decode("latin-1")
+    return None
+
+
+def _with_headers(message: Message, set_cookie: tuple[bytes, bytes] | None, vary: bool) -> Message:
+    """A copy of the response start with Set-Cookie and ``Vary: Cookie`` added.
+
+    A new list and a new message: the app may reuse its own (a module-level response).
+    """
+    headers = list(message.get("headers") or ())
+    if set_cookie is not None:
+        headers.append(set_cookie)
+    if vary:
+        _add_vary_cookie(headers)
+    return {**message, "headers": headers}
 
 
 def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:

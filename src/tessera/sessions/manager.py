@@ -15,6 +15,7 @@ import enum
 import json
 import json.encoder
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,7 +25,7 @@ from tessera.errors import ConfigError, SessionDataInvalid, SessionTooLarge
 from tessera.metrics import Metrics
 from tessera.sessions._ids import hash_session_id, is_well_formed, new_session_id
 from tessera.sessions.session import Session
-from tessera.stores.sessions import SessionRecord, SessionStore
+from tessera.stores.sessions import InstantSessionStore, SessionRecord, SessionStore
 
 _PUBLIC_ID_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -179,7 +180,7 @@ class SessionManager:
             raise ConfigError("session renewal interval must not be negative")
         if max_per_user is not None and max_per_user < 1:
             raise ConfigError("max_per_user must be at least 1 (or None for no cap)")
-        self.store = store
+        self.store = store  # the property setters below also pick the fast paths
         self.clock = clock
         self.idle_timeout = float(idle_timeout)
         self.absolute_timeout = float(absolute_timeout)
@@ -207,6 +208,32 @@ class SessionManager:
             metrics=metrics,
         )
 
+    @property
+    def store(self) -> SessionStore:
+        """The backend; assignable (an app may open it in its lifespan)."""
+        return self._store
+
+    @store.setter
+    def store(self, store: SessionStore) -> None:
+        self._store = store
+        # A store without I/O is called synchronously on the request path (see save_now).
+        self._load_now: Callable[[str, float, float], tuple[SessionRecord, bool] | None] | None
+        self._update_now: Callable[[SessionRecord, float], bool] | None
+        if isinstance(store, InstantSessionStore):
+            self._load_now, self._update_now = store.load_now, store.update_now
+        else:
+            self._load_now = self._update_now = None
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._clock = clock
+        # The system clock's now() is time.time() behind a Python frame: skip the frame.
+        self._now: Callable[[], float] = time.time if clock is SYSTEM_CLOCK else clock.now
+
     # --- from cookie to session ------------------------------------------------------------
 
     def begin(self, cookie_value: str | None) -> Session:
@@ -232,11 +259,31 @@ class SessionManager:
         deleted at save; the store's sliding renewal, when due, sets ``session.renewed``.
         """
         secret = session._presented
-        if session.is_loaded or secret is None:
+        if session._loaded or secret is None:
             return session
-        found = await self.store.load(
-            hash_session_id(secret), self.clock.now(), self.renewal_interval
-        )
+        found = await self._store.load(hash_session_id(secret), self._now(), self.renewal_interval)
+        return self._resolved(session, secret, found)
+
+    def resolve_now(self, session: Session) -> bool:
+        """:meth:`resolve` without awaiting, when the store answers at once (in memory).
+
+        False, doing nothing, when the store needs I/O: ``await resolve(session)`` then.
+        """
+        load_now = self._load_now
+        if load_now is None:
+            return False
+        secret = session._presented
+        if not session._loaded and secret is not None:
+            self._resolved(
+                session,
+                secret,
+                load_now(hash_session_id(secret), self._now(), self.renewal_interval),
+            )
+        return True
+
+    def _resolved(
+        self, session: Session, secret: str, found: tuple[SessionRecord, bool] | None
+    ) -> Session:
         if found is None:
             self.metrics.incr("sessions.unknown")
             session._become_new(stale_cookie=True)
@@ -283,7 +330,7 @@ class SessionManager:
             session._absolute_timeout = absolute_timeout
             session._idle_timeout = idle_timeout
             session._persistent = persistent
-        await self._create(session, self.clock.now(), kind=kind, ip=ip, user_agent=user_agent)
+        await self._create(session, self._now(), kind=kind, ip=ip, user_agent=user_agent)
         return session
 
     async def save(
@@ -295,9 +342,12 @@ class SessionManager:
         created or logged in. Raises SessionTooLarge / SessionDataInvalid (app bugs) and
         StoreUnavailable.
         """
-        if not session.is_loaded:
+        result = self.save_now(session)
+        if result is not None:
+            return result
+        if not session._loaded:
             return _KEEP
-        now = self.clock.now()
+        now = self._now()
         if session._destroy:
             if session._record is not None:
                 await self.store.delete(session._record.id_hash)
@@ -326,12 +376,41 @@ class SessionManager:
             return self._set_cookie(session, now)
         return _KEEP
 
+    def save_now(self, session: Session) -> SaveResult | None:
+        """The usual :meth:`save`, without awaiting, where it needs no I/O; else None.
+
+        Handles a stored session that was only read, or changed in a store without I/O (no
+        rotation, no destroy): what nearly every request ends with. None means "call
+        :meth:`save`", which does the rest.
+        """
+        record = session._record
+        if record is None or session._destroy or session._rotate:
+            return None
+        if session.modified:
+            update_now = self._update_now
+            if update_now is None:
+                return None
+            now = self._now()
+            data = session._data
+            updated = _saved(
+                record,
+                (session._raw or b"{}") if data is None else encode_data(data, self.max_bytes),
+                now,
+            )
+            if not update_now(updated, now):
+                return self._gone(session)
+            session._record = updated
+            session.modified = False
+        if session.renewed:
+            return self._set_cookie(session, self._now())
+        return _KEEP
+
     async def touch(self, session: Session) -> bool:
         """Slide the idle timeout now, whatever the renewal interval; False if it is gone."""
         record, secret = session._record, session._secret
         if record is None or secret is None:
             return False
-        found = await self.store.load(record.id_hash, self.clock.now(), 0)
+        found = await self.store.load(record.id_hash, self._now(), 0)
         if found is None:
             session._become_new(stale_cookie=True)
             return False
@@ -356,14 +435,14 @@ class SessionManager:
     ) -> list[SessionInfo]:
         """The user's live sessions, oldest first; ``current`` marks the caller's own."""
         current_id = current.id if isinstance(current, Session) else current
-        records = await self.store.list_for_user(user_id, self.clock.now())
+        records = await self.store.list_for_user(user_id, self._now())
         return [SessionInfo.from_record(r, current=current_id) for r in records]
 
     async def revoke(self, user_id: str, public_id: str) -> bool:
         """End one session by its public handle, only if it belongs to ``user_id``."""
         if not _PUBLIC_ID_RE.fullmatch(public_id):
             return False
-        for record in await self.store.list_for_user(user_id, self.clock.now()):
+        for record in await self.store.list_for_user(user_id, self._now()):
             if record.id_hash == public_id:
                 revoked = await self.store.delete(public_id)
                 self.metrics.incr("sessions.revoked", int(revoked))
@@ -385,7 +464,7 @@ class SessionManager:
 
     async def sweep(self) -> int:
         """Remove expired sessions from the store; the count."""
-        return await self.store.sweep(self.clock.now())
+        return await self.store.sweep(self._now())
 
     # --- internals -------------------------------------------------------------------------
 

@@ -77,28 +77,54 @@ class MemorySessionStore:
     async def load(
         self, id_hash: str, now: float, renewal_interval: float
     ) -> tuple[SessionRecord, bool] | None:
-        record = self._live(id_hash, now)
+        return self.load_now(id_hash, now, renewal_interval)
+
+    async def update(self, record: SessionRecord, now: float) -> bool:
+        return self.update_now(record, now)
+
+    # The synchronous twins (InstantSessionStore) the manager calls on every request. Expiry
+    # times are computed inline here, as SessionRecord.expires_at does, to spare its call.
+
+    def load_now(
+        self, id_hash: str, now: float, renewal_interval: float
+    ) -> tuple[SessionRecord, bool] | None:
+        records = self._records
+        record = records.get(id_hash)
         if record is None:
             return None
-        self._records.move_to_end(id_hash)
-        if now - record.last_seen < renewal_interval:
+        last_seen = record.last_seen
+        idle_end = last_seen + record.idle_timeout
+        absolute = record.absolute_expires_at
+        if not now < (absolute if absolute < idle_end else idle_end):
+            self._remove(id_hash)  # expired: removed on sight
+            return None
+        records.move_to_end(id_hash)
+        if now - last_seen < renewal_interval:
             return record, False
         # The expiry moves later: the existing filing comes due first and re-files it.
         record = record.touched(now)
-        self._records[id_hash] = record
+        records[id_hash] = record
         return record, True
 
-    async def update(self, record: SessionRecord, now: float) -> bool:
+    def update_now(self, record: SessionRecord, now: float) -> bool:
         heap = self._due_heap
         if heap and heap[0] <= now:  # the check _expire starts with, without its call
             self._expire(now, _EXPIRE_PER_WRITE)
-        old = self._live(record.id_hash, now)
+        records = self._records
+        id_hash = record.id_hash
+        old = records.get(id_hash)
         if old is None:
             return False
+        idle_end = old.last_seen + old.idle_timeout
+        absolute = old.absolute_expires_at
+        old_expires_at = absolute if absolute < idle_end else idle_end
+        if not now < old_expires_at:
+            self._remove(id_hash)
+            return False
         if old.user_id != record.user_id:
-            self._unindex(old.user_id, record.id_hash)
+            self._unindex(old.user_id, id_hash)
             if record.user_id is not None:
-                self._index(record.user_id, record.id_hash)
+                self._index(record.user_id, id_hash)
         if not (
             # The usual save: the manager copied the stored record, whose strings are shared.
             record.user_agent is old.user_agent
@@ -107,9 +133,11 @@ class MemorySessionStore:
             and record.user_id is old.user_id
         ):
             record = self._shared(record)
-        self._records[record.id_hash] = record
-        self._records.move_to_end(record.id_hash)
-        expires_at, old_expires_at = record.expires_at, old.expires_at
+        records[id_hash] = record
+        records.move_to_end(id_hash)
+        idle_end = record.last_seen + record.idle_timeout
+        absolute = record.absolute_expires_at
+        expires_at = absolute if absolute < idle_end else idle_end
         if expires_at < old_expires_at and math.ceil(expires_at) < math.ceil(old_expires_at):
             self._schedule(record)  # earlier than its filing: file it where it now falls due
         return True

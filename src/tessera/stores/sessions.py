@@ -64,7 +64,8 @@ class SessionRecord(NamedTuple):
 
 @runtime_checkable
 class SessionStore(Protocol):
-    """What every session backend provides. All methods are async; none has a sync twin."""
+    """What every session backend provides. All methods are async (a store in this process's
+    memory may also offer the synchronous twins of :class:`InstantSessionStore`)."""
 
     async def create(self, record: SessionRecord) -> None:
         """Store a new session. The ID is fresh (256 random bits), so no collision check."""
@@ -123,3 +124,19 @@ class SessionStore(Protocol):
     async def close(self) -> None:
         """Release connections."""
         ...
+
+
+@runtime_checkable
+class InstantSessionStore(Protocol):
+    """Optional synchronous twins of the two per-request operations, for stores without I/O.
+
+    The in-memory store answers without ever waiting, so awaiting it only adds a coroutine per
+    call; on the request path (load before the app, update after) the manager calls these
+    instead when the store has them. Same contracts as ``load`` and ``update``.
+    """
+
+    def load_now(
+        self, id_hash: str, now: float, renewal_interval: float
+    ) -> tuple[SessionRecord, bool] | None: ...
+
+    def update_now(self, record: SessionRecord, now: float) -> bool: ...
