@@ -21,7 +21,7 @@ from tessera.config import Settings
 from tessera.errors import ConfigError, StoreUnavailable
 from tessera.stores.factory import open_session_store, redis_client
 from tessera.stores.redis_autopipeline import AutoPipeline, HiredisPackingConnection
-from tessera.stores.redis_sessions import RedisSessionStore
+from tessera.stores.redis_sessions import RedisSessionStore, _record, _session_fields
 from tessera.stores.sessions import SessionRecord
 from tests.conftest import REDIS_URL
 
@@ -317,14 +317,16 @@ async def test_factory_client_replies_are_read_straight_from_hiredis(
 async def test_a_kept_connection_the_server_closed_is_replaced_without_failing(
     store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
 ) -> None:
-    """A batch on a connection Redis has dropped since (idle timeout, restart) is retried once."""
+    """A connection Redis dropped since (idle timeout, restart) is replaced by the next batch."""
     rec = record(clock.now())
     await store.create(rec)
-    [kept] = store._batch._idle
-    host, port = kept._writer.get_extra_info("sockname")[:2]  # type: ignore[attr-defined]
+    kept = store._batch._link
+    assert kept is not None
+    host, port = kept.transport.get_extra_info("sockname")[:2]
     assert await redis_client.client_kill_filter(addr=f"{host}:{port}") == 1
     assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
-    assert store._batch._idle == [kept]  # reconnected in place
+    assert store._batch._link is not kept
+    await store.close()
 
 
 async def test_close_hands_kept_connections_back_to_the_pool(
@@ -389,3 +391,92 @@ def test_factory_client_encodes_with_hiredis_on_tcp_only() -> None:
     unix = redis_client("unix:///tmp/redis.sock")
     assert tcp.connection_pool.connection_class is HiredisPackingConnection
     assert unix.connection_pool.connection_class is not HiredisPackingConnection
+
+
+# --- record layout ------------------------------------------------------------------------
+
+
+def legacy_fields(rec: SessionRecord) -> dict[str, str | bytes]:
+    """The hash an earlier version wrote: one field per record field, floats as repr."""
+    fields: dict[str, str | bytes] = {
+        "data": rec.data,
+        "created_at": repr(rec.created_at),
+        "last_seen": repr(rec.last_seen),
+        "idle_timeout": repr(rec.idle_timeout),
+        "absolute_expires_at": repr(rec.absolute_expires_at),
+        "kind": rec.kind,
+        "remembered": "1" if rec.remembered else "0",
+    }
+    if rec.user_id is not None:
+        fields["user_id"] = rec.user_id
+    return fields
+
+
+async def test_sessions_of_the_earlier_layout_are_read_renewed_and_rewritten(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """A session stored before the packed layout still loads, renews, and updates into it."""
+    rec = record(clock.now() + 0.1, idle=100.0)
+    key = store._session_key(rec.id_hash)
+    await redis_client.hset(key, mapping=legacy_fields(rec))  # type: ignore[arg-type]
+    await redis_client.pexpire(key, 100_000)
+    assert await store.load(rec.id_hash, rec.last_seen, 60.0) == (rec, False)
+    clock.advance(70.0)
+    renewed = rec.touched(clock.now())
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (renewed, True)
+    assert float(await redis_client.hget(key, "last_seen")) == clock.now()  # type: ignore[arg-type]
+    updated = renewed._replace(data=b'{"n":1}', user_id="bob", ip="::1")
+    assert await store.update(updated, clock.now()) is True
+    assert sorted(await redis_client.hkeys(key)) == [b"d", b"m", b"u"]
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (updated, False)
+    assert await redis_client.exists(store._user_key("alice")) == 0
+
+
+async def test_sessions_of_the_earlier_layout_expire_and_are_deleted_as_before(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Liveness of an earlier-layout session is decided by its fields; it can be rotated away."""
+    dead, live = record(clock.now(), 1, idle=100.0), record(clock.now(), 2, idle=200.0)
+    for rec in (dead, live):
+        await redis_client.hset(store._session_key(rec.id_hash), mapping=legacy_fields(rec))  # type: ignore[arg-type]
+    clock.advance(100.0)
+    assert await store.update(dead, clock.now()) is False  # idle timeout passed: no resurrection
+    assert await store.load(dead.id_hash, clock.now(), 60.0) is None
+    rotated = live._replace(id_hash="e" * 64)
+    assert await store.replace(live.id_hash, rotated, clock.now()) is True
+    assert await redis_client.exists(store._session_key(live.id_hash)) == 0
+    assert await store.delete(dead.id_hash) is True
+    assert await store.list_for_user("alice", clock.now()) == [rotated]
+    await redis_client.delete(store._session_key("e" * 64), store._user_key("alice"))
+
+
+@given(
+    created=st.floats(min_value=-1e12, max_value=1e12),
+    idle=st.floats(min_value=0.0, max_value=1e9),
+    text=st.one_of(st.none(), st.text(max_size=30)),
+    flags=st.tuples(st.booleans(), st.booleans()),
+)
+def test_the_packed_layout_round_trips_every_field_exactly(
+    created: float, idle: float, text: str | None, flags: tuple[bool, bool]
+) -> None:
+    """Every float, flag and optional string comes back exactly as written (no decimal detour)."""
+    rec = SessionRecord(
+        "ab" * 32,
+        b"\x00\xff",
+        created,
+        created + idle / 3,
+        idle,
+        created + idle * 7,
+        user_id=text,
+        kind=text or "browser",
+        ip=text,
+        user_agent=None if text is None else text + "é",
+        remembered=flags[0],
+        persistent=flags[1],
+    )
+    fields = _session_fields(rec)
+    stored = {
+        str(name).encode(): value if isinstance(value, bytes) else str(value).encode()
+        for name, value in zip(fields[::2], fields[1::2], strict=True)
+    }
+    assert _record(rec.id_hash, stored) == rec

@@ -2,8 +2,9 @@
 
 Key layout (Redis Cluster-ready, every key names its own hash tag):
 
-- ``{prefix}:s:{<id_hash>}``: the session, a hash of the record's fields. Tagged by its digest
-  because :meth:`RedisSessionStore.load` knows nothing else; so sessions spread over the cluster.
+- ``{prefix}:s:{<id_hash>}``: the session, a hash of three fields (see "Record layout").
+  Tagged by its digest because :meth:`RedisSessionStore.load` knows nothing else; so sessions
+  spread over the cluster.
 - ``{prefix}:u:{<user_id>}``: the user's index, a sorted set of digests scored by the session's
   ``absolute_expires_at`` (a score that renewal never changes).
 
@@ -42,14 +43,25 @@ steps neither ID loads; that is unobservable to clients, since the old ID is dea
 the new ID has not been sent to anyone yet. A crash between the steps logs the user out (fail
 closed); it can never leave both IDs live or resurrect the old one.
 
-Floats are written with ``repr`` and read with ``float``, an exact round trip; the scripts format
-with ``%.17g`` for the same reason. The client must return bytes (``decode_responses=False``):
-session data is arbitrary bytes.
+**Record layout.** A session hash has ``d`` (the data), ``m`` (every other field but the user,
+packed by :data:`_META`: the times as little-endian IEEE doubles first, then the flags, then
+length-prefixed strings) and ``u`` (the user ID, absent for an anonymous session; a field of its
+own because the scripts and the index upkeep need it). Doubles are exact, so no float is ever
+formatted or parsed: ``repr`` and ``float()`` of the five times cost more than the rest of an
+update on the Python side, and an update's 26 arguments (one per field) cost Redis as much as
+the script itself. The scripts read the times with Lua's ``struct.unpack`` (Lua numbers are
+doubles, so liveness is decided with the very arithmetic of :class:`SessionRecord`), and
+``now`` travels packed the same way. Hashes written by earlier versions, one field per record
+field (``data``, ``last_seen``...), are still read, renewed and deleted; an update rewrites them
+in this layout. That support can go once no such session can be live (its absolute timeout).
+
+The client must return bytes (``decode_responses=False``): session data is arbitrary bytes.
 """
 
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -68,82 +80,111 @@ from tessera.stores.sessions import SessionRecord
 SCAN_BATCH = 500
 """Keys asked per SCAN step and hashes fetched per pipeline by :meth:`list_all`."""
 
+# The stored state of KEYS[1]: last_seen, idle_timeout, absolute_expires_at, user (or false),
+# legacy (written by an earlier version, one field per record field); nothing when absent.
 # Liveness, as in SessionRecord.is_live: now < min(last_seen + idle_timeout, absolute).
-_LIVE = """
+_STATE = """
+local function state(key)
+  local f = redis.call('HMGET', key, 'm', 'u')
+  if f[1] then
+    local last_seen, idle, absolute = struct.unpack('<ddd', f[1])
+    return last_seen, idle, absolute, f[2], false, f[1]
+  end
+  f = redis.call('HMGET', key, 'last_seen', 'idle_timeout', 'absolute_expires_at', 'user_id')
+  if not f[1] then return nil end
+  return tonumber(f[1]), tonumber(f[2]), tonumber(f[3]), f[4], true
+end
 local function live(last_seen, idle, absolute, now)
-  if not last_seen then return false end
-  return now < math.min(tonumber(last_seen) + tonumber(idle), tonumber(absolute))
+  return last_seen and now < math.min(last_seen + idle, absolute)
 end
 """
 
-# KEYS[1] session; ARGV: now. Slides the idle timeout of a live session (never backwards).
-# -> false | last_seen as stored afterwards
+# KEYS[1] session; ARGV: now (packed double). Slides the idle timeout of a live session (never
+# backwards). -> false | last_seen as stored afterwards (packed double)
 _RENEW = (
-    _LIVE
+    _STATE
     + """
-local f = redis.call('HMGET', KEYS[1], 'last_seen', 'idle_timeout', 'absolute_expires_at')
-local now = tonumber(ARGV[1])
-if not live(f[1], f[2], f[3], now) then return false end
-if now <= tonumber(f[1]) then return f[1] end
-local expires = math.min(now + tonumber(f[2]), tonumber(f[3]))
-redis.call('HSET', KEYS[1], 'last_seen', ARGV[1])
-redis.call('PEXPIRE', KEYS[1], string.format('%d', math.ceil((expires - now) * 1000)))
+local now = struct.unpack('<d', ARGV[1])
+local last_seen, idle, absolute, _, legacy, meta = state(KEYS[1])
+if not live(last_seen, idle, absolute, now) then return false end
+if now <= last_seen then return struct.pack('<d', last_seen) end
+if legacy then
+  redis.call('HSET', KEYS[1], 'last_seen', string.format('%.17g', now))
+else
+  redis.call('HSET', KEYS[1], 'm', ARGV[1] .. string.sub(meta, 9))
+end
+local ttl = math.ceil((math.min(now + idle, absolute) - now) * 1000)
+redis.call('PEXPIRE', KEYS[1], string.format('%d', ttl))
 return ARGV[1]
 """
 )
 
-# KEYS[1] session; ARGV: now, ttl ms, n, n optional field names that are now absent, then
-# field/value pairs. -> false | {1, previous user_id}
-# Absent fields are deleted only if stored (rarely: an update that drops the user); every other
-# field is overwritten, so no DEL + full rewrite of the hash is needed.
+# KEYS[1] session; ARGV: now (packed double), ttl ms, data, meta[, user_id].
+# -> false (not live) | the previous user_id (a string) | 1 (none stored)
+# Overwrites the fields in place; a hash of the earlier layout is deleted and rewritten whole.
 _UPDATE = (
-    _LIVE
+    _STATE
     + """
-local n = tonumber(ARGV[3])
-local f = redis.call('HMGET', KEYS[1], 'last_seen', 'idle_timeout', 'absolute_expires_at',
-                     'user_id', unpack(ARGV, 4, 3 + n))
-if not live(f[1], f[2], f[3], tonumber(ARGV[1])) then return false end
-for i = 1, n do
-  if f[4 + i] then redis.call('HDEL', KEYS[1], ARGV[3 + i]) end
+local last_seen, idle, absolute, user, legacy = state(KEYS[1])
+if not live(last_seen, idle, absolute, struct.unpack('<d', ARGV[1])) then return false end
+if legacy then redis.call('DEL', KEYS[1]) end
+if ARGV[5] then
+  redis.call('HSET', KEYS[1], 'd', ARGV[3], 'm', ARGV[4], 'u', ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 'd', ARGV[3], 'm', ARGV[4])
+  if user and not legacy then redis.call('HDEL', KEYS[1], 'u') end
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4 + n))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return {1, f[4]}
+return user or 1
 """
 )
 
-# KEYS[1] session; ARGV: now. Deletes a live session. -> false | {1, its user_id}
+# KEYS[1] session; ARGV: now (packed double). Deletes a live session. -> false | {1, its user}
 _TAKE = (
-    _LIVE
+    _STATE
     + """
-local f = redis.call('HMGET', KEYS[1], 'last_seen', 'idle_timeout', 'absolute_expires_at',
-                     'user_id')
-if not live(f[1], f[2], f[3], tonumber(ARGV[1])) then return false end
+local last_seen, idle, absolute, user = state(KEYS[1])
+if not live(last_seen, idle, absolute, struct.unpack('<d', ARGV[1])) then return false end
 redis.call('DEL', KEYS[1])
-return {1, f[4]}
+return {1, user}
 """
 )
 
 # KEYS[1] session; ARGV: '1' and a user_id to delete only that user's session, or '0'.
 # -> false | {1, its user_id}
 _DELETE = """
-local owner = redis.call('HGET', KEYS[1], 'user_id')
+local f = redis.call('HMGET', KEYS[1], 'u', 'user_id')
+local owner = f[1] or f[2]
 if ARGV[1] == '1' and owner ~= ARGV[2] then return false end
 if redis.call('DEL', KEYS[1]) == 0 then return false end
 return {1, owner}
 """
 
-_OPTIONAL = ("user_id", "ip", "user_agent")
-"""Fields stored only when not None: Redis has no null."""
+_DOUBLE = struct.Struct("<d")
+"""``now`` as the scripts read it (``struct.unpack('<d', ...)``)."""
+
+_META = struct.Struct("<dddd??iii")
+"""The ``m`` field's head: last_seen, idle_timeout, absolute_expires_at (first: the scripts read
+them), created_at, remembered, persistent, then the byte lengths of kind, ip and user_agent (-1
+for None); the three strings follow, UTF-8."""
+
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What an unreachable, hung or dropped Redis raises."""
+
+
+def _down(exc: BaseException) -> StoreUnavailable:
+    """The :class:`StoreUnavailable` for ``exc``: its type name only, never the URL."""
+    return StoreUnavailable("redis", type(exc).__name__)
 
 
 @contextmanager
 def _unavailable() -> Iterator[None]:
-    """Turn connection failures into :class:`StoreUnavailable` (type name only, no URL)."""
+    """Turn connection failures into :class:`StoreUnavailable` (for the paths off the hot one,
+    which catch :data:`_DOWN` themselves: a generator context manager costs a microsecond)."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable("redis", type(exc).__name__) from exc
+    except _DOWN as exc:
+        raise _down(exc) from exc
 
 
 def _ttl_ms(until: float, now: float) -> int:
@@ -151,33 +192,30 @@ def _ttl_ms(until: float, now: float) -> int:
     return math.ceil((until - now) * 1000)
 
 
-def _fields(record: SessionRecord) -> list[EncodableT]:
-    """The record as HSET's flat field/value list; None fields (see _OPTIONAL) are left out."""
-    fields: list[EncodableT] = [
-        "data",
-        record.data,
-        "created_at",
-        repr(float(record.created_at)),
-        "last_seen",
-        repr(float(record.last_seen)),
-        "idle_timeout",
-        repr(float(record.idle_timeout)),
-        "absolute_expires_at",
-        repr(float(record.absolute_expires_at)),
-        "kind",
-        record.kind,
-        "remembered",
-        "1" if record.remembered else "0",
-        "persistent",
-        "1" if record.persistent else "0",
-    ]
-    if record.user_id is not None:
-        fields += ("user_id", record.user_id)
-    if record.ip is not None:
-        fields += ("ip", record.ip)
-    if record.user_agent is not None:
-        fields += ("user_agent", record.user_agent)
-    return fields
+def _meta(record: SessionRecord) -> bytes:
+    """The record's ``m`` field (see :data:`_META`)."""
+    kind = record.kind.encode()
+    ip = b"" if record.ip is None else record.ip.encode()
+    agent = b"" if record.user_agent is None else record.user_agent.encode()
+    head = _META.pack(
+        record.last_seen,
+        record.idle_timeout,
+        record.absolute_expires_at,
+        record.created_at,
+        record.remembered,
+        record.persistent,
+        len(kind),
+        -1 if record.ip is None else len(ip),
+        -1 if record.user_agent is None else len(agent),
+    )
+    return b"".join((head, kind, ip, agent))
+
+
+def _session_fields(record: SessionRecord) -> tuple[EncodableT, ...]:
+    """The record as HSET's field/value arguments."""
+    if record.user_id is None:
+        return ("d", record.data, "m", _meta(record))
+    return ("d", record.data, "m", _meta(record), "u", record.user_id)
 
 
 def _text(value: bytes | None) -> str | None:
@@ -188,12 +226,44 @@ def _hash(reply: Sequence[bytes] | Mapping[bytes, bytes]) -> Mapping[bytes, byte
     """An HGETALL reply as a mapping: a flat list under RESP2, already a map under RESP3."""
     if isinstance(reply, Mapping):
         return reply
-    pairs = iter(reply)
-    return dict(zip(pairs, pairs, strict=True))
+    return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
 def _record(id_hash: str, f: Mapping[bytes, bytes]) -> SessionRecord | None:
     """The record from its hash; None when there is no such hash."""
+    meta, data = f.get(b"m"), f.get(b"d")
+    if meta is None or data is None:
+        return _legacy_record(id_hash, f)
+    (last_seen, idle, absolute, created, remembered, persistent, n_kind, n_ip, n_agent) = (
+        _META.unpack_from(meta)
+    )
+    start = _META.size
+    end = start + n_kind
+    kind = meta[start:end].decode()
+    ip = None
+    if n_ip >= 0:
+        start, end = end, end + n_ip
+        ip = meta[start:end].decode()
+    agent = None if n_agent < 0 else meta[end : end + n_agent].decode()
+    user = f.get(b"u")
+    return SessionRecord(
+        id_hash,
+        data,
+        created,
+        last_seen,
+        idle,
+        absolute,
+        None if user is None else user.decode(),
+        kind,
+        ip,
+        agent,
+        remembered,
+        persistent,
+    )
+
+
+def _legacy_record(id_hash: str, f: Mapping[bytes, bytes]) -> SessionRecord | None:
+    """A record written by an earlier version, one hash field per record field."""
     data = f.get(b"data")
     if data is None:
         return None  # written with every other field, so a missing one means no session
@@ -237,6 +307,8 @@ class RedisSessionStore:
         self._prefix = prefix
         self._owns_client = owns_client
         self._batch = AutoPipeline(client)
+        self._pack = self._batch.pack
+        self._session_prefix = f"{prefix}:s:{{"  # + digest + "}": see _session_key
         self._renew_script = client.register_script(_RENEW)
         self._update_script = client.register_script(_UPDATE)
         self._take_script = client.register_script(_TAKE)
@@ -271,9 +343,12 @@ class RedisSessionStore:
         try:
             return await self._batch.execute(build())
         except NoScriptError:
-            for script in self._scripts:
-                script.sha = await self._client.script_load(script.script)
+            await self._load_scripts()
             return await self._batch.execute(build())
+
+    async def _load_scripts(self) -> None:
+        for script in self._scripts:
+            script.sha = await self._client.script_load(script.script)
 
     async def _run(self, commands: list[Command]) -> list[Any]:
         """Run ``commands`` (no scripts among them) as one group of the auto-pipeline."""
@@ -302,7 +377,7 @@ class RedisSessionStore:
     def _session_commands(self, record: SessionRecord, now: float) -> list[Command]:
         key = self._session_key(record.id_hash)
         return [
-            ("HSET", key, *_fields(record)),
+            ("HSET", key, *_session_fields(record)),
             # A record already dead at ``now`` gets TTL <= 0, which deletes it: nothing stored.
             ("PEXPIRE", key, _ttl_ms(record.expires_at, now)),
         ]
@@ -319,49 +394,61 @@ class RedisSessionStore:
         self, id_hash: str, now: float, renewal_interval: float
     ) -> tuple[SessionRecord, bool] | None:
         # A plain HGETALL, liveness decided here: a script would cost Redis several times the
-        # CPU on every request. Only a due renewal (once per interval) runs one.
-        key = self._session_key(id_hash)
-        with _unavailable():
-            reply = (await self._run([("HGETALL", key)]))[0]
+        # CPU on every request. Only a due renewal (once per interval) runs one. This method and
+        # update() are the per-request path: commands packed here, the pipeline's future awaited
+        # directly, failures mapped by a plain except (see _unavailable).
+        key = self._session_prefix + id_hash + "}"
+        try:
+            reply = (await self._batch.execute_packed(self._pack(("HGETALL", key)), 1))[0]
+        except _DOWN as exc:
+            raise _down(exc) from exc
         record = _record(id_hash, _hash(reply))
         if record is None or not now < record.expires_at:  # is_live, as the scripts decide
             return None
         if now - record.last_seen < renewal_interval:
             return record, False
         with _unavailable():
-            last_seen = await self._eval(self._renew_script, key, repr(float(now)))
+            last_seen = await self._eval(self._renew_script, key, _DOUBLE.pack(now))
         if last_seen is None:
             return None  # ended (deleted, rotated) since the read
-        return record._replace(last_seen=float(last_seen)), True
+        return record._replace(last_seen=_DOUBLE.unpack(last_seen)[0]), True
+
+    def _update_commands(self, record: SessionRecord, now: float) -> tuple[bytes, int]:
+        """update()'s commands, packed, and how many there are."""
+        user_id = record.user_id
+        update: Command = (
+            "EVALSHA",
+            self._update_script.sha,
+            1,
+            self._session_prefix + record.id_hash + "}",
+            _DOUBLE.pack(now),
+            _ttl_ms(record.expires_at, now),
+            record.data,
+            _meta(record),
+        )
+        if user_id is None:
+            return self._pack(update), 1
+        # Indexed before the conditional write (rule 1); if the write is refused, the entry
+        # dangles harmlessly.
+        index = self._index_commands(record, now)
+        pack = self._pack
+        return b"".join([*map(pack, index), pack((*update, user_id))]), len(index) + 1
 
     async def update(self, record: SessionRecord, now: float) -> bool:
-        absent = [
-            name
-            for name, value in zip(
-                _OPTIONAL, (record.user_id, record.ip, record.user_agent), strict=True
-            )
-            if value is None
-        ]
-        key = self._session_key(record.id_hash)
-        args = (
-            repr(float(now)),
-            _ttl_ms(record.expires_at, now),
-            len(absent),
-            *absent,
-            *_fields(record),
-        )
-
-        def build() -> list[Command]:
-            # Indexed before the conditional write (rule 1); if the write is refused, the
-            # entry dangles harmlessly.
-            update: Command = ("EVALSHA", self._update_script.sha, 1, key, *args)
-            return [*self._index_commands(record, now), update]
-
-        with _unavailable():
-            reply = (await self._pipeline(build))[-1]
-            if not reply:
+        execute = self._batch.execute_packed
+        try:
+            try:
+                reply = (await execute(*self._update_commands(record, now)))[-1]
+            except NoScriptError:
+                # A restarted server forgot the scripts: nothing of the group ran (see _pipeline).
+                await self._load_scripts()
+                reply = (await execute(*self._update_commands(record, now)))[-1]
+            if reply is None:
                 return False
-            await self._unindex_if_moved(reply[1], record)
+            if type(reply) is bytes:  # it had a user, maybe another one
+                await self._unindex_if_moved(reply, record)
+        except _DOWN as exc:
+            raise _down(exc) from exc
         return True
 
     async def _unindex_if_moved(self, previous: bytes | None, record: SessionRecord) -> None:
@@ -372,7 +459,7 @@ class RedisSessionStore:
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         with _unavailable():
             taken = await self._eval(
-                self._take_script, self._session_key(old_id_hash), repr(float(now))
+                self._take_script, self._session_key(old_id_hash), _DOUBLE.pack(now)
             )
             if not taken:
                 return False
@@ -406,12 +493,8 @@ class RedisSessionStore:
             digests = [m.decode() for m in members]
             read_sessions: list[Command] = [("HGETALL", self._session_key(d)) for d in digests]
             replies = await self._run(read_sessions) if digests else []
-        owned = (
-            _record(digest, fields)
-            for digest, fields in zip(digests, map(_hash, replies), strict=True)
-            if fields.get(b"user_id") == user_id.encode()
-        )
-        live = [r for r in owned if r is not None and r.is_live(now)]
+        found = (_record(d, f) for d, f in zip(digests, map(_hash, replies), strict=True))
+        live = [r for r in found if r is not None and r.user_id == user_id and r.is_live(now)]
         return sorted(live, key=lambda r: (r.created_at, r.id_hash))
 
     async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
