@@ -153,9 +153,9 @@ async def test_a_ring_swapped_by_the_provider_is_seen_by_the_fast_path() -> None
     )
     token = kit.token()
     verifier.verify(token)
-    assert verifier.cached_entry(token.encode()) is not None
+    assert verifier.cached_entry(bearer(token)) is not None
     holder["ring"] = KeyRing([new_key("sign", "EdDSA", kit.clock.now())], kit.clock)
-    assert verifier.cached_entry(token.encode()) is None  # same second: the ring is new
+    assert verifier.cached_entry(bearer(token)) is None  # same second: the ring is new
 
 
 @pytest.mark.parametrize(
@@ -196,7 +196,7 @@ async def test_an_oversized_header_is_refused_as_oversized() -> None:
 async def test_without_a_cache_every_request_takes_the_full_path() -> None:
     kit = Kit(cache=False)
     token = kit.token()
-    assert kit.verifier.cached_entry(token.encode()) is None
+    assert kit.verifier.cached_entry(bearer(token)) is None
     for _ in range(2):
         assert (await kit.call(bearer(token)))[0] == 200
     assert kit.seen[0] == kit.seen[1]
@@ -206,12 +206,15 @@ def test_cached_entry_needs_a_verified_token_and_counts_nothing_else() -> None:
     kit = Kit()
     assert kit.cache is not None
     token = kit.token()
-    assert kit.verifier.cached_entry(token.encode()) is None  # never verified
+    assert kit.verifier.cached_entry(bearer(token)) is None  # never verified
     claims = kit.verifier.verify(token)
-    entry = kit.verifier.cached_entry(token.encode())
+    entry = kit.verifier.cached_entry(bearer(token))
     assert entry is not None
     assert entry.claims == claims
     assert entry is kit.cache._entries[token_digest(token)]
+    assert (kit.cache.misses, kit.cache.hits) == (1, 1)
+    for other in (token.encode(), b"bearer " + token.encode(), bearer(token) + b" "):
+        assert kit.verifier.cached_entry(other) is None  # only the exact header form hits
     assert (kit.cache.misses, kit.cache.hits) == (1, 1)
 
 
@@ -221,4 +224,4 @@ def test_a_verifier_on_the_system_clock_serves_warm_tokens() -> None:
     token = TokenIssuer(ring, ISS, AUD, TTL, SYSTEM_CLOCK).issue("u", "s", "", "app")[0]
     verifier = TokenVerifier(ring, ISS, AUD, SYSTEM_CLOCK, cache=VerifiedTokenCache())
     assert verifier.verify(token).sub == "u"
-    assert verifier.cached_entry(token.encode()) is not None
+    assert verifier.cached_entry(bearer(token)) is not None

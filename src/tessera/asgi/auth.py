@@ -117,17 +117,17 @@ class AuthMiddleware:
             return
         for key, value in scope.get("headers") or ():
             if key == b"authorization":
-                # Fast path: the exact form clients send, for a token accepted before and still
-                # good (lifetime, key, revocation all checked again by cached_entry). Anything
-                # else, including other spellings of the scheme, takes the full path below.
-                if value[:7] == b"Bearer ":
-                    entry = self.verifier.cached_entry(value[7:])
-                    if entry is not None:
-                        known = entry.principal
-                        if isinstance(known, Principal):
-                            scope[SCOPE_PRINCIPAL] = known
-                            await self.app(scope, receive, send)
-                            return
+                # Fast path: "Bearer <token>" exactly as clients send it, for a token accepted
+                # before and still good (lifetime, key, revocation all checked again by
+                # cached_entry). Anything else, including other spellings of the scheme or
+                # another scheme, misses and takes the full path below.
+                entry = self.verifier.cached_entry(value)
+                if entry is not None:
+                    known = entry.principal
+                    if isinstance(known, Principal):
+                        scope[SCOPE_PRINCIPAL] = known
+                        await self.app(scope, receive, send)
+                        return
                 token = bearer_token(scope)
                 if token is not None:
                     try:

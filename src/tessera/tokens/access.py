@@ -25,7 +25,7 @@ from tessera.clock import Clock, SystemClock
 from tessera.errors import InvalidInput, InvalidToken
 from tessera.keys import KeyRing, SigningKey
 from tessera.metrics import Metrics
-from tessera.tokens.cache import CachedToken, VerifiedTokenCache, token_digest
+from tessera.tokens.cache import BEARER_PREFIX, CachedToken, VerifiedTokenCache, token_digest
 from tessera.tokens.claims import (
     ACCESS_TOKEN_TYP,
     DEFAULT_LEEWAY,
@@ -224,21 +224,23 @@ class TokenVerifier:
                 self._metrics.incr(f"tokens.invalid.{exc.reason}")
             raise
 
-    def cached_entry(self, token: bytes) -> CachedToken | None:
+    def cached_entry(self, authorization: bytes) -> CachedToken | None:
         """The fast path for a token accepted before: its entry, or None to call verify_entry().
 
+        ``authorization`` is the raw Authorization header value; only ``Bearer <token>``
+        spelled exactly so can match (the cache key is its digest), anything else is None.
         Returns the entry only when the cache holds it and every check that can change since it
         was verified passes again: lifetime (``exp`` + leeway), signing key still live, no
         revocation of its session or user. Anything else (absent, expired, retired key, revoked,
         oversized) is None, never an error: :meth:`verify_entry` then decides, with the reason
         and the metrics. Nothing is counted unless the entry is returned, so that fallback
-        counts each request once. ``token`` is the raw ASCII of the header.
+        counts each request once.
         """
         cache = self._cache
-        if cache is None or len(token) > self._max_bytes:
+        if cache is None or len(authorization) > self._max_bytes + len(BEARER_PREFIX):
             return None
         # The steps of cache.entry() and _keys_at(), inlined: this runs on every request.
-        digest = hashlib.sha256(token).digest()
+        digest = hashlib.sha256(authorization).digest()
         entries = cache._entries  # same package; see VerifiedTokenCache.__init__
         entry = entries.get(digest)
         if entry is None:
