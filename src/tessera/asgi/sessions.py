@@ -138,15 +138,18 @@ class SessionMiddleware:
         else:
             secret = cookie_value(header, self.cookie_name)
         manager = self.manager
-        session = manager.begin(secret)
+        # Loaded at once from a store without I/O; otherwise begun, and loaded by awaiting.
+        session = manager.open_now(secret) if self.autoload else None
+        if session is None:
+            session = manager.begin(secret)
+            if self.autoload and not session._loaded:
+                try:
+                    await manager.resolve(session)
+                except (StoreUnavailable, OSError) as exc:
+                    await self.respond_unavailable(scope, send, exc)
+                    return
         scope[SCOPE_SESSION] = session
         scope[SCOPE_MANAGER] = manager
-        if self.autoload and not session._loaded and not manager.resolve_now(session):
-            try:
-                await manager.resolve(session)
-            except (StoreUnavailable, OSError) as exc:
-                await self.respond_unavailable(scope, send, exc)
-                return
         if kind == "websocket":
             await self.app(scope, receive, send)
             return
@@ -274,19 +277,19 @@ def _with_headers(message: Message, set_cookie: tuple[bytes, bytes] | None, vary
     if set_cookie is not None:
         headers.append(set_cookie)
     if vary:
-        _add_vary_cookie(headers)
+        for index, (key, value) in enumerate(headers):
+            # Merge with a Vary the app set rather than repeat it (lower() only at the length).
+            if len(key) == 4 and key.lower() == b"vary":
+                tokens = {t.strip().lower() for t in value.split(b",")}
+                if b"cookie" not in tokens and b"*" not in tokens:
+                    headers[index] = (key, value + b", Cookie")
+                break
+        else:
+            headers.append(_VARY_COOKIE)
     return {**message, "headers": headers}
 
 
-def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
-    """Add ``Cookie`` to Vary, merging with a Vary the app set rather than repeating it."""
-    for index, (key, value) in enumerate(headers):
-        if key.lower() == b"vary":
-            tokens = {t.strip().lower() for t in value.split(b",")}
-            if b"cookie" not in tokens and b"*" not in tokens:
-                headers[index] = (key, value + b", Cookie")
-            return
-    headers.append((b"vary", b"Cookie"))
+_VARY_COOKIE = (b"vary", b"Cookie")
 
 
 async def send_error(send: Send, status: int, error: TesseraError) -> None:

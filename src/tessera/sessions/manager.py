@@ -70,12 +70,16 @@ def _saved(record: SessionRecord, data: bytes, now: float) -> SessionRecord:
     """``record._replace(data=data, last_seen=now)`` at a third of the cost, on every save.
 
     Generic over the fields (a field added to SessionRecord is carried over like the rest), so
-    it cannot silently drop one the way a hand-written copy would.
+    it cannot silently drop one the way a hand-written copy would. ``tuple.__new__`` is what
+    ``_make`` calls, without its Python frame and length check (the length is the record's).
     """
     values = list(record)
     values[_DATA] = data
     values[_LAST_SEEN] = now
-    return SessionRecord._make(values)
+    return _tuple_new(SessionRecord, values)
+
+
+_tuple_new = tuple.__new__
 
 
 class CookieAction(enum.Enum):
@@ -264,22 +268,20 @@ class SessionManager:
         found = await self._store.load(hash_session_id(secret), self._now(), self.renewal_interval)
         return self._resolved(session, secret, found)
 
-    def resolve_now(self, session: Session) -> bool:
-        """:meth:`resolve` without awaiting, when the store answers at once (in memory).
+    def open_now(self, cookie_value: str | None) -> Session | None:
+        """:meth:`begin` and :meth:`resolve` in one step, when the store answers at once.
 
-        False, doing nothing, when the store needs I/O: ``await resolve(session)`` then.
+        None, doing nothing, when the store needs I/O (``begin`` then ``await resolve``).
         """
         load_now = self._load_now
         if load_now is None:
-            return False
-        secret = session._presented
-        if not session._loaded and secret is not None:
-            self._resolved(
-                session,
-                secret,
-                load_now(hash_session_id(secret), self._now(), self.renewal_interval),
-            )
-        return True
+            return None
+        if cookie_value is None or not is_well_formed(cookie_value):
+            return self.begin(cookie_value)
+        found = load_now(hash_session_id(cookie_value), self._now(), self.renewal_interval)
+        if found is None:
+            return self._resolved(Session._pending(cookie_value), cookie_value, None)
+        return Session._stored(cookie_value, found[0], found[1])
 
     def _resolved(
         self, session: Session, secret: str, found: tuple[SessionRecord, bool] | None

@@ -95,6 +95,13 @@ class Session(MutableMapping[str, Any]):
         session._presented = secret_id
         return session
 
+    @classmethod
+    def _stored(cls, secret_id: str, record: SessionRecord, renewed: bool) -> Session:
+        """The session the store just returned, loaded in one step (no pending stage)."""
+        session = _new_object(cls)
+        session._bind(secret_id, record, renewed)
+        return session
+
     def _bind(self, secret_id: str, record: SessionRecord, renewed: bool) -> None:
         """Become the stored session ``record`` (data decoded lazily, on first access)."""
         self._secret = secret_id
@@ -105,7 +112,8 @@ class Session(MutableMapping[str, Any]):
         self._persistent = record.persistent
         self._remembered = record.remembered
         self._loaded = True
-        self.renewed = renewed
+        if renewed or self.renewed:
+            self.renewed = renewed
 
     def _become_new(self, *, stale_cookie: bool, keep_data: bool = False) -> None:
         """Forget the stored identity; the next save creates a fresh session if non-empty.
