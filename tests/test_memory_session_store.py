@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 from tessera.metrics import Metrics
@@ -166,3 +167,30 @@ async def test_repeated_strings_are_shared_between_sessions() -> None:
     assert second is not None
     assert first[0].user_agent is second[0].user_agent
     assert first[0] == a
+
+
+def test_update_now_shortcut_applies_only_to_the_record_still_held() -> None:
+    """``previous`` skips re-indexing only while the store still holds exactly that record."""
+    store = MemorySessionStore()
+    first = rec(1, user="u")
+    asyncio.run(store.create(first))
+    # Another request logged the session in as someone else meanwhile.
+    moved = first._replace(user_id="v", last_seen=T0 + 1)
+    assert store.update_now(moved, T0 + 1)
+    # A late save copied from the old record must not be treated as "nothing changed":
+    # the generic path moves the user index back, consistently.
+    late = first._replace(data=b'{"k":1}', last_seen=T0 + 2)
+    assert store.update_now(late, T0 + 2, previous=first)
+    assert asyncio.run(store.list_for_user("v", T0 + 2)) == []
+    assert [r.data for r in asyncio.run(store.list_for_user("u", T0 + 2))] == [b'{"k":1}']
+
+
+def test_update_now_shortcut_refiles_an_expiry_moved_earlier() -> None:
+    """A clock stepping back (last_seen earlier) still files the session where it falls due."""
+    store = MemorySessionStore()
+    first = rec(1, idle=100.0)
+    assert store.update_now(first, T0) is False  # not stored yet: nothing resurrected
+    asyncio.run(store.create(first))
+    earlier = first._replace(last_seen=T0 - 50)
+    assert store.update_now(earlier, T0, previous=first)
+    assert asyncio.run(store.sweep(T0 + 60)) == 1  # due at T0 + 50, not T0 + 100

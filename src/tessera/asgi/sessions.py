@@ -246,18 +246,13 @@ _SEMICOLON = ord(";")
 
 def _cookie_header(scope: Scope) -> bytes | None:
     """The request's Cookie header (several fields, as HTTP/2 sends, joined: RFC 9113 §8.2.3)."""
-    cookies: list[bytes] | None = None
+    found: bytes | None = None
     for key, value in scope.get("headers", ()):
-        # Lower-cased only when the length matches (ASGI says servers "should" send lower case,
-        # not "must"): most headers are not Cookie, and lower() copies.
-        if len(key) == 6 and key.lower() == b"cookie":
-            if cookies is None:
-                cookies = [value]
-            else:
-                cookies.append(value)
-    if cookies is None:
-        return None
-    return cookies[0] if len(cookies) == 1 else b"; ".join(cookies)
+        # Servers send lower-case names (ASGI says "should", not "must"): the exact comparison
+        # settles almost every header, lower() (a copy) only runs for other spellings.
+        if key == b"cookie" or (len(key) == 6 and key.lower() == b"cookie"):
+            found = value if found is None else found + b"; " + value
+    return found
 
 
 def _user_agent(scope: Scope) -> str | None:

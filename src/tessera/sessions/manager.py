@@ -222,7 +222,7 @@ class SessionManager:
         self._store = store
         # A store without I/O is called synchronously on the request path (see save_now).
         self._load_now: Callable[[str, float, float], tuple[SessionRecord, bool] | None] | None
-        self._update_now: Callable[[SessionRecord, float], bool] | None
+        self._update_now: Callable[[SessionRecord, float, SessionRecord], bool] | None
         if isinstance(store, InstantSessionStore):
             self._load_now, self._update_now = store.load_now, store.update_now
         else:
@@ -399,7 +399,7 @@ class SessionManager:
                 (session._raw or b"{}") if data is None else encode_data(data, self.max_bytes),
                 now,
             )
-            if not update_now(updated, now):
+            if not update_now(updated, now, record):
                 return self._gone(session)
             session._record = updated
             session.modified = False

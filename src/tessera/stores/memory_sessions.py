@@ -106,7 +106,9 @@ class MemorySessionStore:
         records[id_hash] = record
         return record, True
 
-    def update_now(self, record: SessionRecord, now: float) -> bool:
+    def update_now(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
         heap = self._due_heap
         if heap and heap[0] <= now:  # the check _expire starts with, without its call
             self._expire(now, _EXPIRE_PER_WRITE)
@@ -121,6 +123,12 @@ class MemorySessionStore:
         if not now < old_expires_at:
             self._remove(id_hash)
             return False
+        if old is previous and record.last_seen >= old.last_seen:
+            # The manager's usual save, and nobody changed the session meanwhile: same user,
+            # same shared strings, an expiry no earlier. Nothing to re-index or re-file.
+            records[id_hash] = record
+            records.move_to_end(id_hash)
+            return True
         if old.user_id != record.user_id:
             self._unindex(old.user_id, id_hash)
             if record.user_id is not None:

@@ -139,4 +139,9 @@ class InstantSessionStore(Protocol):
         self, id_hash: str, now: float, renewal_interval: float
     ) -> tuple[SessionRecord, bool] | None: ...
 
-    def update_now(self, record: SessionRecord, now: float) -> bool: ...
+    def update_now(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
+        """``update``; ``previous`` may name the record ``record`` was copied from with only
+        ``data`` and a later ``last_seen``, so a store still holding it can skip re-indexing."""
+        ...
