@@ -1,7 +1,9 @@
 """The app every session benchmark variant serves: one endpoint that reads and writes a value.
 
 ``BENCH_VARIANT`` picks what keeps the value: ``bare`` (a module-level dict, no sessions at all),
-``starlette`` (Starlette's signed-cookie SessionMiddleware), or ``memory`` / ``sqlite`` /
+``empty`` (the same dict behind a pure-ASGI middleware that does nothing else: what any
+middleware layer costs, the floor under every session variant), ``starlette`` (Starlette's
+signed-cookie SessionMiddleware), or ``memory`` / ``sqlite`` /
 ``postgres`` / ``redis`` (Tessera's SessionMiddleware with that store). The endpoint code is the
 same for all, so the difference measured is the session machinery alone.
 """
@@ -18,13 +20,14 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 VARIANT = os.environ.get("BENCH_VARIANT", "bare")
 _bare: dict[str, Any] = {}
 
 
 async def hit(request: Request) -> JSONResponse:
-    state = _bare if VARIANT == "bare" else request.session
+    state = _bare if VARIANT in ("bare", "empty") else request.session
     state["n"] = state.get("n", 0) + 1
     return JSONResponse({"n": state["n"]})
 
@@ -65,6 +68,18 @@ if VARIANT == "starlette":
     from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 
     middleware = [Middleware(StarletteSessions, secret_key="bench-" * 8, https_only=False)]
+elif VARIANT == "empty":
+
+    class _Empty:
+        """A middleware that only passes the request on, as the thinnest pure-ASGI one does."""
+
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await self.app(scope, receive, send)
+
+    middleware = [Middleware(_Empty)]
 elif VARIANT != "bare":
     middleware, lifespan = _tessera()
 

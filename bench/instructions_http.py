@@ -97,7 +97,9 @@ def instructions(variant: str, requests: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variants", nargs="*", default=["bare", "starlette", "memory", "redis"])
+    parser.add_argument(
+        "variants", nargs="*", default=["bare", "empty", "starlette", "memory", "redis"]
+    )
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
     per_request: dict[str, float] = {}

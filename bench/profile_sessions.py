@@ -3,9 +3,9 @@
     .venv/bin/python bench/profile_sessions.py VARIANT [--requests 3000] [--concurrency 1]
                                                [--repeat 5] [--profile]
 
-``VARIANT`` is one of ``bench/apps_sessions.py``'s (bare, starlette, memory, sqlite, postgres,
-redis). ``--concurrency`` runs that many clients at once, each with its own session, as wrk's
-connections do: that is what lets the Redis store's auto-pipelining batch commands.
+``VARIANT`` is one of ``bench/apps_sessions.py``'s (bare, empty, starlette, memory, sqlite,
+postgres, redis). ``--concurrency`` runs that many clients at once, each with its own session,
+as wrk's connections do: that is what lets the Redis store's auto-pipelining batch commands.
 ``--profile`` prints the functions that cost most under cProfile. Wall-clock microseconds per
 request come from the whole run and include the store's round trips; CPU microseconds count
 this process alone (steadier on a shared machine).

@@ -20,6 +20,7 @@ from _harness import compare, serve, wrk
 
 VARIANTS = {
     "bare": "no sessions (baseline)",
+    "empty": "an empty pure-ASGI middleware (no sessions: the floor)",
     "starlette": "Starlette SessionMiddleware (signed cookie)",
     "memory": "Tessera, memory store",
     "sqlite": "Tessera, SQLite store",
