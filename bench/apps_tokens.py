@@ -54,8 +54,15 @@ def _verifier() -> tuple[Any, Route]:
     now = clock.now()  # a non-empty view, as in production
     view.apply(RevocationMark(MarkKind.USER, "someone-else", now, now + 600))
     issuer = TokenIssuer(ring, "https://id.example", "tessera", 600, clock)
+    # A provider rather than the ring itself, as the server passes (its ring can be reloaded):
+    # the verifier then asks it on every request whether the ring changed.
     verifier = TokenVerifier(
-        ring, "https://id.example", "tessera", clock, revocations=view, cache=VerifiedTokenCache()
+        lambda: ring,
+        "https://id.example",
+        "tessera",
+        clock,
+        revocations=view,
+        cache=VerifiedTokenCache(),
     )
 
     async def token(request: Request) -> Response:
