@@ -98,6 +98,20 @@ async def test_a_warm_token_reuses_its_principal_and_counts_one_hit_per_request(
     assert (kit.cache.misses, kit.cache.hits) == (2, 2)
 
 
+async def test_a_token_verified_outside_the_middleware_is_served_warm_and_counted_once() -> None:
+    """An entry cached by a direct verify() has no Principal yet: it is built, not re-verified."""
+    kit = Kit()
+    assert kit.cache is not None
+    token = kit.token()
+    kit.verifier.verify(token)
+    assert (kit.cache.misses, kit.cache.hits) == (1, 0)
+    for _ in range(2):
+        assert (await kit.call(bearer(token)))[0] == 200
+    assert (kit.cache.misses, kit.cache.hits) == (1, 2)
+    assert kit.seen[0] is kit.seen[1]
+    assert kit.seen[0].user_id == "u1"
+
+
 async def test_a_warm_token_expires_at_exp_plus_leeway() -> None:
     kit = Kit()
     token = kit.token()

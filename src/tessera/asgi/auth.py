@@ -124,10 +124,11 @@ class AuthMiddleware:
                 entry = self.verifier.cached_entry(value)
                 if entry is not None:
                     known = entry.principal
-                    if isinstance(known, Principal):
-                        scope[SCOPE_PRINCIPAL] = known
-                        await self.app(scope, receive, send)
-                        return
+                    scope[SCOPE_PRINCIPAL] = (
+                        known if isinstance(known, Principal) else _token_principal(entry)
+                    )
+                    await self.app(scope, receive, send)
+                    return
                 token = bearer_token(scope)
                 if token is not None:
                     try:

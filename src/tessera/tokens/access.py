@@ -132,7 +132,6 @@ class TokenVerifier:
     __slots__ = (
         "_audience",
         "_cache",
-        "_clock",
         "_issuer",
         "_key_map",
         "_keys",
@@ -165,7 +164,6 @@ class TokenVerifier:
         self._static_ring = isinstance(keyring_provider, KeyRing)
         self._issuer = issuer
         self._audience = audience
-        self._clock = clock
         # The system clock's reading without the method call around time.time.
         self._now: Callable[[], float] = time.time if type(clock) is SystemClock else clock.now
         self._leeway = leeway
