@@ -138,6 +138,7 @@ class TokenVerifier:
         "_keys_until",
         "_leeway",
         "_max_bytes",
+        "_max_header",
         "_metrics",
         "_now",
         "_revocations",
@@ -170,6 +171,7 @@ class TokenVerifier:
         self._revocations = revocations
         self._cache = cache
         self._max_bytes = max_token_bytes
+        self._max_header = max_token_bytes + len(BEARER_PREFIX)
         self._metrics = metrics
         self._ring: KeyRing | None = None
         self._keys_until = float("-inf")
@@ -235,7 +237,7 @@ class TokenVerifier:
         counts each request once.
         """
         cache = self._cache
-        if cache is None or len(authorization) > self._max_bytes + len(BEARER_PREFIX):
+        if cache is None or len(authorization) > self._max_header:
             return None
         # The steps of cache.entry() and _keys_at(), inlined: this runs on every request.
         digest = hashlib.sha256(authorization).digest()
