@@ -234,6 +234,10 @@ class _Exchange:
 
     async def _save(self, session: Session) -> SaveResult:
         """The full save, with the client's address and agent (recorded on create and login)."""
+        if session._record is not None and not (session._rotate or session._destroy):
+            # An update of a stored session (a store with I/O): nothing about the client is
+            # recorded, so the headers need not be read again.
+            return await self.middleware.manager.save(session)
         client = self.scope.get("client")
         return await self.middleware.manager.save(
             session, ip=client[0] if client else None, user_agent=_user_agent(self.scope)
