@@ -4,8 +4,9 @@
 
 Every variant of ``bench/apps_sessions.py`` is served by the same uvicorn settings (one worker)
 and loaded with wrk in the same run; rounds alternate the variants so that machine noise hits
-them alike, and the best round of each is kept. Needs wrk (``apt-get install wrk``), Redis and
-PostgreSQL on 127.0.0.1 for those variants.
+them alike, and the best round of each is kept. Every variant is sent the same request: those
+without sessions get a Cookie header of a session cookie's size. Needs wrk (``apt-get install
+wrk``), Redis and PostgreSQL on 127.0.0.1 for those variants.
 """
 
 from __future__ import annotations
@@ -77,12 +78,14 @@ def main() -> None:
             env["BENCH_DATABASE_URL"] = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database
         served = serve("apps_sessions:app", env)
         try:
-            cookie = session_cookie(served.url)
+            # Variants without sessions are sent a cookie of a session cookie's size all the
+            # same: every variant gets the same request, so what differs is the machinery.
+            cookie = session_cookie(served.url) or f"session={secrets.token_urlsafe(32)}"
             return wrk(
                 served.url + "/hit",
                 seconds=args.seconds,
                 connections=args.connections,
-                headers=[f"Cookie: {cookie}"] if cookie else [],
+                headers=[f"Cookie: {cookie}"],
             )
         finally:
             served.stop()
