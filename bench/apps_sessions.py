@@ -5,11 +5,14 @@
 middleware layer costs, the floor under every session variant), ``starlette`` (Starlette's
 signed-cookie SessionMiddleware), or ``memory`` / ``sqlite`` /
 ``postgres`` / ``redis`` (Tessera's SessionMiddleware with that store). The endpoint code is the
-same for all, so the difference measured is the session machinery alone.
+same for all, so the difference measured is the session machinery alone. Every variant freezes
+its start-up heap out of the garbage collector, as ``tessera serve`` does (``BENCH_GC_FREEZE=0``
+turns that off).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -88,3 +91,8 @@ app = Starlette(
     middleware=middleware,
     lifespan=lifespan,
 )
+
+if os.environ.get("BENCH_GC_FREEZE", "1") == "1":
+    # As `tessera serve` does, for every variant alike: what is alive after start-up lives as
+    # long as the process, so the collector's full passes skip it (BENCH_GC_FREEZE=0: not).
+    gc.freeze()

@@ -12,6 +12,7 @@ access token) and ``/login`` (cookie: a logged-in session).
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 from typing import Any
@@ -100,3 +101,5 @@ def build() -> Any:
 
 
 app = build()
+if os.environ.get("BENCH_GC_FREEZE", "1") == "1":
+    gc.freeze()  # as `tessera serve` does, for every variant alike (see apps_sessions.py)
