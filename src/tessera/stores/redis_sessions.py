@@ -229,23 +229,38 @@ def _hash(reply: Sequence[bytes] | Mapping[bytes, bytes]) -> Mapping[bytes, byte
     return dict(zip(reply[::2], reply[1::2], strict=True))
 
 
+_UNREADABLE = (struct.error, ValueError, KeyError, TypeError)
+"""What decoding a hash nobody here wrote raises: a field too short or missing, a string not
+UTF-8 (``UnicodeDecodeError`` is a ``ValueError``), a time that is no number."""
+
+
 def _record(id_hash: str, f: Mapping[bytes, bytes]) -> SessionRecord | None:
-    """The record from its hash; None when there is no such hash."""
+    """The record from its hash; None when there is no such hash, or one that cannot be read.
+
+    An unreadable hash (a bug, a manual edit, a partial restore: never a client's doing) is no
+    session: the request gets a new one and its cookie is cleared, instead of a 500 on every
+    request that presents the ID until the hash expires; listings skip it. The scripts still
+    delete it.
+    """
     meta, data = f.get(b"m"), f.get(b"d")
     if meta is None or data is None:
         return _legacy_record(id_hash, f)
-    (last_seen, idle, absolute, created, remembered, persistent, n_kind, n_ip, n_agent) = (
-        _META.unpack_from(meta)
-    )
-    start = _META.size
-    end = start + n_kind
-    kind = meta[start:end].decode()
-    ip = None
-    if n_ip >= 0:
-        start, end = end, end + n_ip
-        ip = meta[start:end].decode()
-    agent = None if n_agent < 0 else meta[end : end + n_agent].decode()
-    user = f.get(b"u")
+    try:  # free in CPython >= 3.11 when nothing is raised: this runs on every request
+        (last_seen, idle, absolute, created, remembered, persistent, n_kind, n_ip, n_agent) = (
+            _META.unpack_from(meta)
+        )
+        start = _META.size
+        end = start + n_kind
+        kind = meta[start:end].decode()
+        ip = None
+        if n_ip >= 0:
+            start, end = end, end + n_ip
+            ip = meta[start:end].decode()
+        agent = None if n_agent < 0 else meta[end : end + n_agent].decode()
+        user = f.get(b"u")
+        user_id = None if user is None else user.decode()
+    except _UNREADABLE:
+        return None
     return SessionRecord(
         id_hash,
         data,
@@ -253,7 +268,7 @@ def _record(id_hash: str, f: Mapping[bytes, bytes]) -> SessionRecord | None:
         last_seen,
         idle,
         absolute,
-        None if user is None else user.decode(),
+        user_id,
         kind,
         ip,
         agent,
@@ -268,21 +283,24 @@ def _legacy_record(id_hash: str, f: Mapping[bytes, bytes]) -> SessionRecord | No
     if data is None:
         return None  # written with every other field, so a missing one means no session
     user, ip, agent = f.get(b"user_id"), f.get(b"ip"), f.get(b"user_agent")
-    return SessionRecord(
-        id_hash,
-        data,
-        float(f[b"created_at"]),
-        float(f[b"last_seen"]),
-        float(f[b"idle_timeout"]),
-        float(f[b"absolute_expires_at"]),
-        None if user is None else user.decode(),
-        f[b"kind"].decode(),
-        None if ip is None else ip.decode(),
-        None if agent is None else agent.decode(),
-        f[b"remembered"] == b"1",
-        # Absent from hashes written before the field existed: those were never persistent.
-        f.get(b"persistent") == b"1",
-    )
+    try:  # unreadable: no session, as in _record
+        return SessionRecord(
+            id_hash,
+            data,
+            float(f[b"created_at"]),
+            float(f[b"last_seen"]),
+            float(f[b"idle_timeout"]),
+            float(f[b"absolute_expires_at"]),
+            None if user is None else user.decode(),
+            f[b"kind"].decode(),
+            None if ip is None else ip.decode(),
+            None if agent is None else agent.decode(),
+            f[b"remembered"] == b"1",
+            # Absent from hashes written before the field existed: those were never persistent.
+            f.get(b"persistent") == b"1",
+        )
+    except _UNREADABLE:
+        return None
 
 
 def _glob_escape(text: str) -> str:
