@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tessera.clock import FakeClock
+from tessera.errors import StoreUnavailable
 from tessera.stores.redis_sessions import RedisSessionStore, _meta
 from tessera.stores.sessions import SessionRecord
 
@@ -74,4 +75,26 @@ async def test_a_corrupt_session_hash_reads_as_no_session(
         assert await store.delete_for_user("alice") == 1
     finally:
         await redis_client.delete(key, index)
+        await store.close()
+
+
+async def test_a_foreign_key_of_another_type_is_store_unavailable_not_a_500(
+    redis_client: aioredis.Redis, redis_prefix: str, clock: FakeClock
+) -> None:
+    """A string where a session hash belongs (WRONGTYPE: another program under our prefix).
+
+    Redis refuses the command; that is the store being unusable, reported as such (503 with
+    the error type), never an unhandled ResponseError.
+    """
+    store = RedisSessionStore(redis_client, redis_prefix)
+    rec = _record(clock.now())
+    key = store._session_key(rec.id_hash)
+    try:
+        await redis_client.set(key, b"not a hash", px=100_000)
+        with pytest.raises(StoreUnavailable, match="ResponseError"):
+            await store.load(rec.id_hash, clock.now(), 60.0)
+        with pytest.raises(StoreUnavailable, match="ResponseError"):
+            await store.update(rec, clock.now())
+    finally:
+        await redis_client.delete(key)
         await store.close()

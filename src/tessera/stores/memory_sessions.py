@@ -41,7 +41,9 @@ class MemorySessionStore:
     """A :class:`~tessera.stores.sessions.SessionStore` in this process's memory.
 
     Sessions vanish with the process and are not shared between processes: use the SQL or Redis
-    store for more than one worker.
+    store for more than one worker. The manager calls :meth:`load_now` and :meth:`update_now`
+    on the request path (see :class:`~tessera.stores.sessions.InstantSessionStore`): a subclass
+    that changes ``load`` or ``update`` must change those too.
     """
 
     __slots__ = ("_by_user", "_due", "_due_heap", "_records", "_strings", "max_sessions", "metrics")

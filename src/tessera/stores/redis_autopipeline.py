@@ -87,6 +87,9 @@ try:
 except ImportError:  # pragma: no cover - another redis-py layout: plain ResponseErrors
     _parse_error = ResponseError
 
+DEFAULT_TIMEOUT = 10.0
+"""Seconds a batch may wait for its replies when the client sets no ``socket_timeout``."""
+
 Command = tuple[EncodableT, ...]
 """One command: its name and arguments, as ``Redis.execute_command`` takes them."""
 
@@ -133,7 +136,9 @@ class AutoPipeline:
         kwargs = client.connection_pool.connection_kwargs
         self._client = client
         timeout = kwargs.get("socket_timeout")
-        self._timeout: float | None = None if timeout is None else float(timeout)
+        # A client built without socket_timeout still gets a deadline: callers never wait on
+        # a hung server for ever (the factory's client sets its own, shorter one).
+        self._timeout: float = DEFAULT_TIMEOUT if timeout is None else float(timeout)
         encoder = self._encoder = client.connection_pool.get_encoder()  # type: ignore[no-untyped-call]
         utf8 = encoder.encoding.lower().replace("-", "") == "utf8"
         self.pack: Callable[[Command], bytes] = (

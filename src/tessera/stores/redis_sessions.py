@@ -69,7 +69,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
@@ -168,8 +168,10 @@ _META = struct.Struct("<dddd??iii")
 them), created_at, remembered, persistent, then the byte lengths of kind, ip and user_agent (-1
 for None); the three strings follow, UTF-8."""
 
-_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
-"""What an unreachable, hung or dropped Redis raises."""
+_DOWN = (RedisConnectionError, RedisTimeoutError, OSError, ResponseError)
+"""What an unreachable, hung, dropped or refusing Redis raises. A refusal (OOM at maxmemory,
+READONLY replica, WRONGTYPE from a foreign key under our prefix) is the store being unusable
+as well: 503 and a log line naming the error type, not a 500."""
 
 
 def _down(exc: BaseException) -> StoreUnavailable:
