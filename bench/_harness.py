@@ -53,6 +53,7 @@ def serve(app: str, env: Mapping[str, str], *, ready_path: str = "/ready") -> Se
     port = free_port()
     proc = subprocess.Popen(
         [
+            *_pinned(SERVER_CPU),
             sys.executable,
             "-m",
             "uvicorn",
@@ -81,6 +82,19 @@ def serve(app: str, env: Mapping[str, str], *, ready_path: str = "/ready") -> Se
             time.sleep(0.1)
 
 
+SERVER_CPU, LOAD_CPU = 1, 0
+"""With two cores or more, the server and wrk get one each (``BENCH_PIN=0``: the scheduler
+decides): left free, the scheduler moves them around and the same variant swings by 15%."""
+
+
+def _pinned(cpu: int) -> list[str]:
+    """The ``taskset`` prefix that keeps a process on ``cpu``, when pinning applies."""
+    taskset = shutil.which("taskset")
+    if os.environ.get("BENCH_PIN", "1") != "1" or taskset is None or (os.cpu_count() or 1) < 2:
+        return []
+    return [taskset, "-c", str(cpu)]
+
+
 def wrk(url: str, *, seconds: int, connections: int, headers: Sequence[str] = ()) -> float:
     """Requests per second that wrk (one thread: the machine has two cores) measured."""
     exe = shutil.which("wrk")
@@ -89,7 +103,9 @@ def wrk(url: str, *, seconds: int, connections: int, headers: Sequence[str] = ()
     args = [exe, "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     for header in headers:
         args += ["-H", header]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [*_pinned(LOAD_CPU), *args, url], capture_output=True, text=True, check=True
+    ).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if errors:
         raise RuntimeError(f"{url}: {errors.group(1)} failed responses\n{out}")
