@@ -238,6 +238,7 @@ def test_a_pipeline_serves_one_event_loop_after_another(redis_prefix: str) -> No
 def test_the_pipeline_runs_on_uvloop(redis_prefix: str) -> None:
     """uvloop's transports (what uvicorn runs on) take the protocol over just the same."""
     import uvloop  # a test dependency: this must run, not skip
+
     key = f"{redis_prefix}:n"
 
     async def main() -> list[list[object]]:
