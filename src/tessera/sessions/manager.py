@@ -393,12 +393,7 @@ class SessionManager:
             if update_now is None:
                 return None
             now = self._now()
-            data = session._data
-            updated = _saved(
-                record,
-                (session._raw or b"{}") if data is None else encode_data(data, self.max_bytes),
-                now,
-            )
+            updated = _saved(record, self._encode(session), now)
             if not update_now(updated, now, record):
                 return self._gone(session)
             session._record = updated
