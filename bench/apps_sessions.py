@@ -3,9 +3,11 @@
 ``BENCH_VARIANT`` picks what keeps the value: ``bare`` (a module-level dict, no sessions at all),
 ``empty`` (the same dict behind a pure-ASGI middleware that does nothing else: what any
 middleware layer costs, the floor under every session variant), ``starlette`` (Starlette's
-signed-cookie SessionMiddleware), or ``memory`` / ``sqlite`` /
-``postgres`` / ``redis`` (Tessera's SessionMiddleware with that store). The endpoint code is the
-same for all, so the difference measured is the session machinery alone. Every variant freezes
+signed-cookie SessionMiddleware), ``memory`` / ``sqlite`` / ``postgres`` / ``redis``
+(Tessera's SessionMiddleware with that store), or ``ideal-memory`` / ``ideal-redis``
+(calibration, not sessions: ``ideal_sessions.py``, only the irreducible work of a server-side
+session in a dict or in Redis, the ceiling any session layer can reach). The endpoint code is
+the same for all, so the difference measured is the session machinery alone. Every variant freezes
 its start-up heap out of the garbage collector, as ``tessera serve`` does (``BENCH_GC_FREEZE=0``
 turns that off).
 """
@@ -65,6 +67,27 @@ def _tessera() -> tuple[list[Middleware], Any]:
     return [Middleware(SessionMiddleware, manager=manager, dev=True)], lifespan
 
 
+def _ideal() -> tuple[list[Middleware], Any]:
+    from ideal_sessions import IdealMemorySessions, IdealRedisSessions
+
+    if VARIANT == "ideal-memory":
+        return [Middleware(IdealMemorySessions)], None
+    import redis.asyncio as aioredis
+
+    from tessera.stores.redis_autopipeline import AutoPipeline
+
+    client = aioredis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    batch = AutoPipeline(client)  # binds to the server's loop on its first command
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await batch.close()
+        await client.aclose()
+
+    return [Middleware(IdealRedisSessions, batch=batch)], lifespan
+
+
 middleware: list[Middleware] = []
 lifespan: Any = None
 if VARIANT == "starlette":
@@ -83,6 +106,8 @@ elif VARIANT == "empty":
             await self.app(scope, receive, send)
 
     middleware = [Middleware(_Empty)]
+elif VARIANT in ("ideal-memory", "ideal-redis"):
+    middleware, lifespan = _ideal()
 elif VARIANT != "bare":
     middleware, lifespan = _tessera()
 

@@ -8,7 +8,9 @@ valgrind (cachegrind, no cache simulation) and sent requests one after another o
 connection; two runs, with 100 and with 100 + ``--requests`` requests, are subtracted so
 start-up and shutdown cancel out. Kernel work (sockets) is not counted, so the ratios overstate
 what a variant costs in requests/s; compare variants with each other, not with wrk's ratios.
-Needs valgrind; Redis and PostgreSQL on 127.0.0.1 for those variants.
+The calibration variants (``ideal-memory``, ``ideal-redis``: the least any server-side session
+layer can cost) run only when named. Needs valgrind; Redis and PostgreSQL on 127.0.0.1 for those
+variants.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import time
 from pathlib import Path
 
 from _harness import ROOT, free_port
+from sessions_http import VARIANTS
 
 BASE_REQUESTS = 100
 
@@ -100,10 +103,18 @@ def instructions(variant: str, requests: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "variants", nargs="*", default=["bare", "empty", "starlette", "memory", "redis"]
+        "variants",
+        nargs="*",
+        metavar="VARIANT",
+        default=["bare", "empty", "starlette", "memory", "redis"],
+        help=f"any of {', '.join(VARIANTS)}",
     )
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args()
+    # Checked here: argparse checks a list default of a positional against its choices.
+    unknown = [variant for variant in args.variants if variant not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s): {', '.join(unknown)}")
     per_request: dict[str, float] = {}
     for variant in args.variants:
         few = instructions(variant, BASE_REQUESTS)
@@ -111,7 +122,7 @@ def main() -> None:
         per_request[variant] = (many - few) / args.requests
         base = per_request.get("bare")
         extra = f"  (+{per_request[variant] - base:,.0f} over bare)" if base else ""
-        print(f"{variant:10s} {per_request[variant]:>10,.0f} instructions/request{extra}")
+        print(f"{variant:12s} {per_request[variant]:>10,.0f} instructions/request{extra}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Requests per second of a read-and-write session endpoint, Tessera against the baselines.
 
     .venv/bin/python bench/sessions_http.py [--seconds 5] [--connections 32] [--rounds 2]
+        [--only VARIANT ...]
 
 Every variant of ``bench/apps_sessions.py`` is served by the same uvicorn settings (one worker)
 and loaded with wrk in the same run; rounds alternate the variants so that machine noise hits
 them alike, and the best round of each is kept. Every variant is sent the same request: those
-without sessions get a Cookie header of a session cookie's size. Needs wrk (``apt-get install
-wrk``), Redis and PostgreSQL on 127.0.0.1 for those variants.
+with sessions their own valid session cookie (so the hot path is measured: a session loaded,
+changed and saved), those without one a Cookie header of a session cookie's size. The
+calibration variants (``ideal-memory``, ``ideal-redis``: the least any server-side session layer
+can cost, the ceiling for Tessera's) run only when named with ``--only``. Needs wrk (``apt-get
+install wrk``), Redis and PostgreSQL on 127.0.0.1 for those variants.
 """
 
 from __future__ import annotations
@@ -27,16 +31,29 @@ VARIANTS = {
     "sqlite": "Tessera, SQLite store",
     "postgres": "Tessera, PostgreSQL store",
     "redis": "Tessera, Redis store",
+    "ideal-memory": "ideal server-side session, memory (calibration: irreducible work only)",
+    "ideal-redis": "ideal server-side session, Redis (calibration: irreducible work only)",
 }
+CALIBRATION = ("ideal-memory", "ideal-redis")
+"""Not sessions (no expiry, no eviction, no safety): run only when asked for with --only."""
+DEFAULT = [variant for variant in VARIANTS if variant not in CALIBRATION]
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def session_cookie(url: str) -> str | None:
-    """The Cookie header that makes the next requests reuse one session."""
+    """The Cookie header that makes the next requests reuse one session (None: no sessions)."""
     response = httpx.get(url + "/hit")
     response.raise_for_status()
-    cookie = response.headers.get("set-cookie")
-    return cookie.split(";", 1)[0] if cookie else None
+    set_cookie = response.headers.get("set-cookie")
+    if not set_cookie:
+        return None
+    cookie = set_cookie.split(";", 1)[0]
+    # The cookie must load that session, or wrk would measure sessions being created.
+    again = httpx.get(url + "/hit", headers={"Cookie": cookie})
+    again.raise_for_status()
+    if again.json()["n"] != response.json()["n"] + 1:
+        raise RuntimeError(f"{url}: the session cookie does not bring its session back")
+    return cookie
 
 
 def _admin(statement: str) -> None:
@@ -60,7 +77,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--only", nargs="*", choices=list(VARIANTS), default=DEFAULT)
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="tessera-bench-")
