@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from starlette.requests import HTTPConnection
@@ -202,35 +202,57 @@ class _Exchange:
         self.started = False
         self.replaced = False
 
-    async def send_wrapper(self, message: Message) -> None:
+    def send_wrapper(self, message: Message) -> Awaitable[None]:
+        # A plain function returning the awaitable to await (ASGI's ``send`` is "an awaitable
+        # callable"): the usual message goes on as the server's own send, without a coroutine
+        # of ours around each of the two messages of every response. Only a start message
+        # whose save needs I/O, or a response replaced by an error, gets one.
         if self.replaced:
-            return  # The app's response was replaced by an error; drop the rest of it.
-        if message["type"] == "http.response.start":
-            self.started = True
-            session = self.session
-            set_cookie: tuple[bytes, bytes] | None = None
-            if message["status"] < 500:
-                try:
-                    # Synchronous when no I/O is needed (the usual request), else awaited.
-                    result = self.middleware.manager.save_now(session)
-                    if result is None:
-                        result = await self._save(session)
-                except (StoreUnavailable, OSError) as exc:
-                    self.replaced = True
-                    await self.middleware.respond_unavailable(self.scope, self.send, exc)
-                    return
-                except (SessionTooLarge, SessionDataInvalid) as exc:
-                    self.replaced = True
-                    self.middleware.logger.error(
-                        "session not saved, answering 500 (%s): %s", exc.code, exc
-                    )
-                    await send_error(self.send, 500, exc)
-                    return
-                if result.action is not _KEEP:
-                    set_cookie = self.middleware.set_cookie_header(result)
-            if set_cookie is not None or session.accessed:
-                message = _with_headers(message, set_cookie, session.accessed)
+            return _nothing()  # The app's response was replaced by an error; drop the rest.
+        if message["type"] != "http.response.start":
+            return self.send(message)
+        self.started = True
+        session = self.session
+        if message["status"] >= 500:
+            set_cookie = None
+        else:
+            try:
+                # Synchronous when no I/O is needed (the usual request), else awaited.
+                result = self.middleware.manager.save_now(session)
+            except (StoreUnavailable, OSError, SessionTooLarge, SessionDataInvalid) as exc:
+                return self._replace_with_error(exc)
+            if result is None:
+                return self._start_after_save(message)
+            set_cookie = (
+                None if result.action is _KEEP else self.middleware.set_cookie_header(result)
+            )
+        if set_cookie is not None or session.accessed:
+            message = _with_headers(message, set_cookie, session.accessed)
+        return self.send(message)
+
+    async def _start_after_save(self, message: Message) -> None:
+        """The response start, once a save that needs the store's I/O is done."""
+        session = self.session
+        try:
+            result = await self._save(session)
+        except (StoreUnavailable, OSError, SessionTooLarge, SessionDataInvalid) as exc:
+            await self._replace_with_error(exc)
+            return
+        set_cookie = None if result.action is _KEEP else self.middleware.set_cookie_header(result)
+        if set_cookie is not None or session.accessed:
+            message = _with_headers(message, set_cookie, session.accessed)
         await self.send(message)
+
+    async def _replace_with_error(
+        self, exc: StoreUnavailable | OSError | SessionTooLarge | SessionDataInvalid
+    ) -> None:
+        """Answer ``exc`` instead of the app's response, whose messages are dropped from now."""
+        self.replaced = True
+        if isinstance(exc, (SessionTooLarge, SessionDataInvalid)):
+            self.middleware.logger.error("session not saved, answering 500 (%s): %s", exc.code, exc)
+            await send_error(self.send, 500, exc)
+            return
+        await self.middleware.respond_unavailable(self.scope, self.send, exc)
 
     async def _save(self, session: Session) -> SaveResult:
         """The full save, with the client's address and agent (recorded on create and login)."""
@@ -245,6 +267,12 @@ class _Exchange:
 
 
 _KEEP = CookieAction.KEEP
+
+
+async def _nothing() -> None:
+    """What awaiting a dropped message does."""
+
+
 _SEMICOLON = ord(";")
 
 
