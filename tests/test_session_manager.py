@@ -153,6 +153,21 @@ async def test_unknown_id_is_counted(manager: SessionManager) -> None:
     assert manager.metrics.get("sessions.unknown") == 1
 
 
+def test_instant_store_counts_garbage_and_unknown_ids_apart(clock: FakeClock) -> None:
+    # open_now looks a cookie up before the full format check (which only runs on a miss):
+    # garbage must still be counted as invalid, a well-formed stranger as unknown, and both
+    # must come out as a new session whose dead cookie is deleted.
+    manager = SessionManager(MemorySessionStore(), clock=clock, metrics=Metrics())
+    garbage = ["x" * 43, new_session_id()[:-1] + "B", "ü" * 43, "a" * 44, "", "=" * 43]
+    for value in [*garbage, new_session_id()]:
+        session = manager.open_now(value)
+        assert session is not None
+        assert session.is_new
+        assert session._stale_cookie
+    assert manager.metrics.get("sessions.cookie_invalid") == len(garbage)
+    assert manager.metrics.get("sessions.unknown") == 1
+
+
 def test_repr_never_shows_the_secret() -> None:
     secret = new_session_id()
     session = Session._pending(secret)

@@ -23,7 +23,7 @@ from tessera.clock import SYSTEM_CLOCK, Clock
 from tessera.config import Settings
 from tessera.errors import ConfigError, SessionDataInvalid, SessionTooLarge
 from tessera.metrics import Metrics
-from tessera.sessions._ids import hash_session_id, is_well_formed, new_session_id
+from tessera.sessions._ids import ID_LENGTH, hash_session_id, is_well_formed, new_session_id
 from tessera.sessions.session import Session
 from tessera.stores.sessions import InstantSessionStore, SessionRecord, SessionStore
 
@@ -276,10 +276,15 @@ class SessionManager:
         load_now = self._load_now
         if load_now is None:
             return None
-        if cookie_value is None or not is_well_formed(cookie_value):
+        if cookie_value is None or len(cookie_value) != ID_LENGTH or not cookie_value.isascii():
             return self.begin(cookie_value)
+        # Looked up before the full format check, which runs only on a miss: with no I/O to
+        # spare, it would cost a live session more than the lookup. A value that is not an ID
+        # cannot hash to a stored digest (those come from IDs), so the outcome is the same.
         found = load_now(hash_session_id(cookie_value), self._now(), self.renewal_interval)
         if found is None:
+            if not is_well_formed(cookie_value):
+                return self.begin(cookie_value)  # counted as invalid, as without the lookup
             return self._resolved(Session._pending(cookie_value), cookie_value, None)
         return Session._stored(cookie_value, found[0], found[1])
 

@@ -57,6 +57,8 @@ class Session(MutableMapping[str, Any]):
     # three attributes that differ costs half of setting all eighteen. Every attribute below
     # is per instance once written.
     _raw: bytes | None = None
+    _data: dict[str, Any] | None = None
+    """None only while a stored session's data is not decoded yet (see _mapping)."""
     _record: SessionRecord | None = None
     _secret: str | None = None
     _loaded: bool = True
@@ -79,8 +81,7 @@ class Session(MutableMapping[str, Any]):
 
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         """A new, unsaved session (what an anonymous visitor gets; no store is involved)."""
-        # None only while a stored session's data is not decoded yet (see _mapping).
-        self._data: dict[str, Any] | None = dict(data) if data else {}
+        self._data = dict(data) if data else {}
         if data:
             self.modified = True
 
@@ -90,16 +91,29 @@ class Session(MutableMapping[str, Any]):
     def _pending(cls, secret_id: str) -> Session:
         """A session named by a well-formed cookie, not yet looked up in the store."""
         session = _new_object(cls)  # no __init__: its empty dict would be replaced at once
-        session._data = None
         session._loaded = False
         session._presented = secret_id
         return session
 
     @classmethod
     def _stored(cls, secret_id: str, record: SessionRecord, renewed: bool) -> Session:
-        """The session the store just returned, loaded in one step (no pending stage)."""
+        """The session the store just returned, loaded in one step (no pending stage).
+
+        What :meth:`_bind` does, for a fresh object: only what differs from the class defaults
+        is written (one session per request, most of them anonymous and not renewed).
+        """
         session = _new_object(cls)
-        session._bind(secret_id, record, renewed)
+        session._secret = secret_id
+        session._record = record
+        session._raw = record.data
+        if record.user_id is not None:
+            session._user_id = record.user_id
+        if record.persistent:
+            session._persistent = True
+        if record.remembered:
+            session._remembered = True
+        if renewed:
+            session.renewed = True
         return session
 
     def _bind(self, secret_id: str, record: SessionRecord, renewed: bool) -> None:
@@ -261,13 +275,20 @@ class Session(MutableMapping[str, Any]):
             data = self._data = _decode(self._raw)
         return data
 
+    # get, __getitem__ and __setitem__ (what views call) repeat _mapping's first lines rather
+    # than call it: a Python call is a fifth of what each of them costs.
+
     def __getitem__(self, key: str) -> Any:
-        return self._mapping()[key]
+        self.accessed = True
+        data = self._data
+        return (self._mapping() if data is None else data)[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
         if not isinstance(key, str):
             raise SessionDataInvalid(f"session keys must be str, not {type(key).__name__}")
-        self._mapping()[key] = value
+        self.accessed = True
+        data = self._data
+        (self._mapping() if data is None else data)[key] = value
         self.modified = True
 
     def __delitem__(self, key: str) -> None:
@@ -286,7 +307,9 @@ class Session(MutableMapping[str, Any]):
     def get(self, key: str, default: Any = None) -> Any:
         # Mapping.get would go through __getitem__ and catch its KeyError: two frames more
         # on the call most views make.
-        return self._mapping().get(key, default)
+        self.accessed = True
+        data = self._data
+        return (self._mapping() if data is None else data).get(key, default)
 
     def clear(self) -> None:
         """Drop all data (the session itself, its ID and its user, stay)."""
