@@ -127,9 +127,9 @@ class MemorySessionStore:
             return False
         if old is previous and record.last_seen >= old.last_seen:
             # The manager's usual save, and nobody changed the session meanwhile: same user,
-            # same shared strings, an expiry no earlier. Nothing to re-index or re-file.
+            # same shared strings, an expiry no earlier. Nothing to re-index or re-file, and
+            # no LRU move: the load that ``previous`` came from made this session the newest.
             records[id_hash] = record
-            records.move_to_end(id_hash)
             return True
         if old.user_id != record.user_id:
             self._unindex(old.user_id, id_hash)
