@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -138,19 +139,37 @@ def compare(
     baseline: str,
     ratio_label: str,
 ) -> str:
-    """Measure ``order`` in alternating rounds, keep each variant's best; a Markdown table.
+    """Measure ``order`` in alternating rounds; a Markdown table of two views of the result.
 
     Alternating (a b c, a b c, ...) rather than repeating each variant back to back spreads a
-    noisy neighbour's bursts over all variants instead of penalising one.
+    noisy neighbour's bursts over all variants instead of penalising one. The table shows each
+    variant's best round and its ratio to the baseline's best, and the median over rounds of
+    the ratio to the baseline *of the same round*: on a shared machine whose speed drifts by
+    tens of percent from one minute to the next, that one compares like with like.
     """
     best: dict[str, float] = {}
+    ratios: dict[str, list[float]] = {variant: [] for variant in order}
     for round_ in range(rounds):
+        measured: dict[str, float] = {}
         for variant in order:
             rps = measure(variant)
+            measured[variant] = rps
             best[variant] = max(best.get(variant, 0.0), rps)
             print(f"round {round_ + 1}: {variant:11s} {rps:10.0f} req/s", flush=True)
+        if measured.get(baseline):
+            for variant, rps in measured.items():
+                ratios[variant].append(rps / measured[baseline])
     base = best.get(baseline)
     rows = [
-        [variants[v], f"{best[v]:,.0f}", f"{best[v] / base:.2f}x" if base else "-"] for v in order
+        [
+            variants[v],
+            f"{best[v]:,.0f}",
+            f"{best[v] / base:.2f}x" if base else "-",
+            f"{statistics.median(ratios[v]):.2f}x" if ratios[v] else "-",
+        ]
+        for v in order
     ]
-    return table(rows, ["variant", "requests/s", ratio_label])
+    return table(
+        rows,
+        ["variant", "requests/s (best round)", ratio_label, "median of per-round ratios"],
+    )
