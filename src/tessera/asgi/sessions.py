@@ -212,36 +212,47 @@ class _Exchange:
         if message["type"] != "http.response.start":
             return self.send(message)
         self.started = True
-        session = self.session
         if message["status"] >= 500:
-            set_cookie = None
-        else:
-            try:
-                # Synchronous when no I/O is needed (the usual request), else awaited.
-                result = self.middleware.manager.save_now(session)
-            except (StoreUnavailable, OSError, SessionTooLarge, SessionDataInvalid) as exc:
-                return self._replace_with_error(exc)
-            if result is None:
-                return self._start_after_save(message)
-            set_cookie = (
-                None if result.action is _KEEP else self.middleware.set_cookie_header(result)
-            )
-        if set_cookie is not None or session.accessed:
-            message = _with_headers(message, set_cookie, session.accessed)
-        return self.send(message)
+            return self.send(self._start(message, None))  # a 5xx saves nothing
+        try:
+            # Synchronous when no I/O is needed (the usual request), else awaited.
+            result = self.middleware.manager.save_now(self.session)
+        except (StoreUnavailable, OSError, SessionTooLarge, SessionDataInvalid) as exc:
+            return self._replace_with_error(exc)
+        if result is None:
+            return self._start_after_save(message)
+        return self.send(self._start(message, result))
+
+    def _start(self, message: Message, result: SaveResult | None) -> Message:
+        """The response start to forward: the cookie the save asks for, ``Vary`` if read."""
+        set_cookie = (
+            None
+            if result is None or result.action is _KEEP
+            else self.middleware.set_cookie_header(result)
+        )
+        accessed = self.session.accessed
+        if set_cookie is not None or accessed:
+            return _with_headers(message, set_cookie, accessed)
+        return message
 
     async def _start_after_save(self, message: Message) -> None:
         """The response start, once a save that needs the store's I/O is done."""
-        session = self.session
+        session, manager = self.session, self.middleware.manager
         try:
-            result = await self._save(session)
+            if session._record is not None and not (session._rotate or session._destroy):
+                # An update of a stored session (a store with I/O): nothing about the client is
+                # recorded, so the headers need not be read again.
+                result = await manager.save(session)
+            else:
+                # Created or logged in: the client's address and agent are recorded.
+                client = self.scope.get("client")
+                result = await manager.save(
+                    session, ip=client[0] if client else None, user_agent=_user_agent(self.scope)
+                )
         except (StoreUnavailable, OSError, SessionTooLarge, SessionDataInvalid) as exc:
             await self._replace_with_error(exc)
             return
-        set_cookie = None if result.action is _KEEP else self.middleware.set_cookie_header(result)
-        if set_cookie is not None or session.accessed:
-            message = _with_headers(message, set_cookie, session.accessed)
-        await self.send(message)
+        await self.send(self._start(message, result))
 
     async def _replace_with_error(
         self, exc: StoreUnavailable | OSError | SessionTooLarge | SessionDataInvalid
@@ -253,17 +264,6 @@ class _Exchange:
             await send_error(self.send, 500, exc)
             return
         await self.middleware.respond_unavailable(self.scope, self.send, exc)
-
-    async def _save(self, session: Session) -> SaveResult:
-        """The full save, with the client's address and agent (recorded on create and login)."""
-        if session._record is not None and not (session._rotate or session._destroy):
-            # An update of a stored session (a store with I/O): nothing about the client is
-            # recorded, so the headers need not be read again.
-            return await self.middleware.manager.save(session)
-        client = self.scope.get("client")
-        return await self.middleware.manager.save(
-            session, ip=client[0] if client else None, user_agent=_user_agent(self.scope)
-        )
 
 
 _KEEP = CookieAction.KEEP
