@@ -114,6 +114,24 @@ async def test_update_moving_users_cleans_the_old_index(
     assert await redis_client.zrange(store._user_key("bob"), 0, -1) == [rec.id_hash.encode()]
 
 
+async def test_usual_update_of_a_logged_in_session_sends_only_the_script(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Same user, same absolute expiry: the index is left as it is (no ZADD, no PEXPIRE)."""
+    rec = record(clock.now())
+    await store.create(rec)
+    changed = rec._replace(data=b"[1]", last_seen=clock.now() + 5)
+    assert store._update_commands(changed, clock.now() + 5, rec)[1] == 1
+    assert store._update_commands(changed, clock.now() + 5, None)[1] == 4  # index + script
+    moved = changed._replace(user_id="bob")
+    assert store._update_commands(moved, clock.now() + 5, rec)[1] == 4
+    index_ttl = await redis_client.pttl(store._user_key("alice"))
+    assert await store.update(changed, clock.now() + 5, rec) is True
+    assert await redis_client.zrange(store._user_key("alice"), 0, -1) == [rec.id_hash.encode()]
+    assert 0 < await redis_client.pttl(store._user_key("alice")) <= index_ttl
+    assert await store.load(rec.id_hash, clock.now() + 5, 60.0) == (changed, False)
+
+
 async def test_list_for_user_drops_entries_past_absolute_expiry(
     store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
 ) -> None:

@@ -54,10 +54,12 @@ class CountingStore:
         self.writes += bool(found and found[1])
         return found
 
-    async def update(self, record: SessionRecord, now: float) -> bool:
+    async def update(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
         self.calls["update"] += 1
         self.writes += 1
-        return await self.inner.update(record, now)
+        return await self.inner.update(record, now, previous)
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         self.calls["replace"] += 1

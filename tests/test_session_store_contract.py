@@ -241,6 +241,23 @@ async def test_update_of_live_session_is_stored(store: SessionStore, clock: Fake
     assert await store.list_for_user("u1", clock.now()) == [changed]
 
 
+async def test_update_told_the_previous_record_stores_and_lists_alike(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    """With ``previous`` (the manager's usual save) the result is the same as without it."""
+    record = make(clock.now(), user_id="u1")
+    await store.create(record)
+    clock.advance(10.0)
+    changed = record._replace(data=b'{"n": 2}', last_seen=clock.now())
+    assert await store.update(changed, clock.now(), record) is True
+    assert await read(store, record.id_hash, clock.now()) == changed
+    assert await store.list_for_user("u1", clock.now()) == [changed]
+    await store.delete(record.id_hash)
+    assert await store.update(changed._replace(data=b"{}"), clock.now(), changed) is False
+    assert await read(store, record.id_hash, clock.now()) is None
+    assert await store.list_for_user("u1", clock.now()) == []
+
+
 async def test_update_can_move_a_session_to_another_user(
     store: SessionStore, clock: FakeClock
 ) -> None:

@@ -375,7 +375,7 @@ class SessionManager:
             return await self._rotate(session, record, now, ip=ip, user_agent=user_agent)
         if session.modified:
             updated = _saved(record, self._encode(session), now)
-            if not await self.store.update(updated, now):
+            if not await self.store.update(updated, now, record):
                 return self._gone(session)
             session._record = updated
             session.modified = False

@@ -81,8 +81,10 @@ class MemorySessionStore:
     ) -> tuple[SessionRecord, bool] | None:
         return self.load_now(id_hash, now, renewal_interval)
 
-    async def update(self, record: SessionRecord, now: float) -> bool:
-        return self.update_now(record, now)
+    async def update(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
+        return self.update_now(record, now, previous)
 
     # The synchronous twins (InstantSessionStore) the manager calls on every request. Expiry
     # times are computed inline here, as SessionRecord.expires_at does, to spare its call.

@@ -433,7 +433,9 @@ class RedisSessionStore:
             return None  # ended (deleted, rotated) since the read
         return record._replace(last_seen=_DOUBLE.unpack(last_seen)[0]), True
 
-    def _update_commands(self, record: SessionRecord, now: float) -> tuple[bytes, int]:
+    def _update_commands(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None
+    ) -> tuple[bytes, int]:
         """update()'s commands, packed, and how many there are."""
         user_id = record.user_id
         update: Command = (
@@ -448,21 +450,32 @@ class RedisSessionStore:
         )
         if user_id is None:
             return self._pack(update), 1
+        if (
+            previous is not None
+            and previous.user_id == user_id
+            and previous.absolute_expires_at == record.absolute_expires_at
+        ):
+            # The index entry (score: the absolute expiry) and its key's TTL are as the create
+            # or rotation left them: only the session changes. Had the session been deleted or
+            # rotated meanwhile, the script refuses the write, so nothing new dangles either.
+            return self._pack((*update, user_id)), 1
         # Indexed before the conditional write (rule 1); if the write is refused, the entry
         # dangles harmlessly.
         index = self._index_commands(record, now)
         pack = self._pack
         return b"".join([*map(pack, index), pack((*update, user_id))]), len(index) + 1
 
-    async def update(self, record: SessionRecord, now: float) -> bool:
+    async def update(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
         execute = self._batch.execute_packed
         try:
             try:
-                reply = (await execute(*self._update_commands(record, now)))[-1]
+                reply = (await execute(*self._update_commands(record, now, previous)))[-1]
             except NoScriptError:
                 # A restarted server forgot the scripts: nothing of the group ran (see _pipeline).
                 await self._load_scripts()
-                reply = (await execute(*self._update_commands(record, now)))[-1]
+                reply = (await execute(*self._update_commands(record, now, previous)))[-1]
             if reply is None:
                 return False
             if type(reply) is bytes:  # it had a user, maybe another one

@@ -82,11 +82,18 @@ class SessionStore(Protocol):
         """
         ...
 
-    async def update(self, record: SessionRecord, now: float) -> bool:
+    async def update(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
         """Replace data and metadata of an existing live session.
 
         Returns False, writing nothing, when the session is gone or expired at ``now``: a
         session destroyed elsewhere is never resurrected by a late save.
+
+        ``previous`` is the stored record ``record`` was copied from, when the caller knows it
+        (the manager's usual save). A store may then skip work that depends only on fields
+        unchanged since, such as the per-user index when the user and the absolute expiry are
+        the same; without it, anything may have changed.
         """
         ...
 

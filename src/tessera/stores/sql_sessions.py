@@ -209,7 +209,10 @@ class SqlSessionStore:
             return record, False
         return _record(renewed[0]), True
 
-    async def update(self, record: SessionRecord, now: float) -> bool:
+    async def update(
+        self, record: SessionRecord, now: float, previous: SessionRecord | None = None
+    ) -> bool:
+        # One UPDATE of the row whatever changed: ``previous`` would spare nothing here.
         params = _values(record)
         del params["id_hash"]
         params |= {"h": record.id_hash, "now": now}
