@@ -524,3 +524,28 @@ async def test_untouched_loaded_data_is_never_decoded(manager: SessionManager) -
     assert session._data is None
     assert (await manager.save(session)).action is CookieAction.KEEP
     assert not session.accessed
+
+
+class _StoreOfTheFirstProtocol(CountingStore):
+    """A third-party store written before ``update`` took ``previous``."""
+
+    async def update(self, record: SessionRecord, now: float) -> bool:  # type: ignore[override]
+        self.calls["update"] += 1
+        return await self.inner.update(record, now)
+
+
+async def test_a_store_without_previous_in_update_still_saves(clock: FakeClock) -> None:
+    store = _StoreOfTheFirstProtocol(MemorySessionStore())
+    manager = SessionManager(store, clock=clock, metrics=Metrics())
+    session = manager.begin(None)
+    session["n"] = 1
+    secret = (await manager.save(session)).session_id
+    assert secret is not None
+    loaded = await manager.load(secret)
+    assert loaded is not None
+    loaded["n"] = 2
+    await manager.save(loaded)
+    assert store.calls["update"] == 1
+    again = await manager.load(secret)
+    assert again is not None
+    assert again["n"] == 2

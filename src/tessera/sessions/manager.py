@@ -12,6 +12,7 @@ that renewal inside ``load`` so it costs no extra round trip.
 from __future__ import annotations
 
 import enum
+import inspect
 import json
 import json.encoder
 import re
@@ -80,6 +81,19 @@ def _saved(record: SessionRecord, data: bytes, now: float) -> SessionRecord:
 
 
 _tuple_new = tuple.__new__
+
+
+def _accepts_previous(update: Callable[..., object]) -> bool:
+    """Whether a store's ``update`` takes the ``previous`` record (added after the Protocol's
+    first version: third-party stores may not)."""
+    try:
+        parameters = inspect.signature(update).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a C callable): do not risk it
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD or (p.name == "previous" and p.kind is not p.POSITIONAL_ONLY)
+        for p in parameters
+    )
 
 
 class CookieAction(enum.Enum):
@@ -227,6 +241,8 @@ class SessionManager:
             self._load_now, self._update_now = store.load_now, store.update_now
         else:
             self._load_now = self._update_now = None
+        # A store written before update() took ``previous`` keeps working: it is not passed.
+        self._update_takes_previous = _accepts_previous(store.update)
 
     @property
     def clock(self) -> Clock:
@@ -375,7 +391,12 @@ class SessionManager:
             return await self._rotate(session, record, now, ip=ip, user_agent=user_agent)
         if session.modified:
             updated = _saved(record, self._encode(session), now)
-            if not await self.store.update(updated, now, record):
+            stored = (
+                await self._store.update(updated, now, previous=record)
+                if self._update_takes_previous
+                else await self._store.update(updated, now)
+            )
+            if not stored:
                 return self._gone(session)
             session._record = updated
             session.modified = False
