@@ -114,22 +114,35 @@ async def test_update_moving_users_cleans_the_old_index(
     assert await redis_client.zrange(store._user_key("bob"), 0, -1) == [rec.id_hash.encode()]
 
 
-async def test_usual_update_of_a_logged_in_session_sends_only_the_script(
+async def test_usual_update_of_a_logged_in_session_keeps_and_repairs_the_index(
     store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
 ) -> None:
-    """Same user, same absolute expiry: the index is left as it is (no ZADD, no PEXPIRE)."""
+    """Same user, same absolute expiry: no TTL extension is sent, but the entry is re-added."""
     rec = record(clock.now())
     await store.create(rec)
     changed = rec._replace(data=b"[1]", last_seen=clock.now() + 5)
-    assert store._update_commands(changed, clock.now() + 5, rec)[1] == 1
-    assert store._update_commands(changed, clock.now() + 5, None)[1] == 4  # index + script
-    moved = changed._replace(user_id="bob")
-    assert store._update_commands(moved, clock.now() + 5, rec)[1] == 4
-    index_ttl = await redis_client.pttl(store._user_key("alice"))
+    assert store._update_commands(changed, clock.now() + 5, rec)[1] == 3  # ZADD, PEXPIRE NX
+    assert store._update_commands(changed, clock.now() + 5, None)[1] == 4  # and PEXPIRE GT
+    index = store._user_key("alice")
+    await redis_client.delete(index)  # lost: evicted at maxmemory, a failover, an operator
     assert await store.update(changed, clock.now() + 5, rec) is True
+    assert await redis_client.zrange(index, 0, -1) == [rec.id_hash.encode()]
+    assert await redis_client.pttl(index) > 0
+    assert await store.delete_for_user("alice") == 1
+    assert await store.load(rec.id_hash, clock.now() + 5, 60.0) is None
+
+
+async def test_update_with_stale_previous_leaves_the_session_indexed(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Moved to bob by another writer after our load, written back as alice's: in her index."""
+    rec = record(clock.now())
+    await store.create(rec)
+    assert await store.update(rec._replace(user_id="bob"), clock.now()) is True
+    assert await store.update(rec._replace(data=b"[2]"), clock.now(), rec) is True
     assert await redis_client.zrange(store._user_key("alice"), 0, -1) == [rec.id_hash.encode()]
-    assert 0 < await redis_client.pttl(store._user_key("alice")) <= index_ttl
-    assert await store.load(rec.id_hash, clock.now() + 5, 60.0) == (changed, False)
+    assert await redis_client.zrange(store._user_key("bob"), 0, -1) == []
+    assert await store.delete_for_user("alice") == 1
 
 
 async def test_list_for_user_drops_entries_past_absolute_expiry(

@@ -450,18 +450,19 @@ class RedisSessionStore:
         )
         if user_id is None:
             return self._pack(update), 1
+        # Indexed before the conditional write (rule 1); if the write is refused, the entry
+        # dangles harmlessly. Re-adding it on every write also repairs an index key that was
+        # lost (evicted at maxmemory, a failover, an operator) or moved by a concurrent update.
+        index = self._index_commands(record, now)
         if (
             previous is not None
             and previous.user_id == user_id
             and previous.absolute_expires_at == record.absolute_expires_at
         ):
-            # The index entry (score: the absolute expiry) and its key's TTL are as the create
-            # or rotation left them: only the session changes. Had the session been deleted or
-            # rotated meanwhile, the script refuses the write, so nothing new dangles either.
-            return self._pack((*update, user_id)), 1
-        # Indexed before the conditional write (rule 1); if the write is refused, the entry
-        # dangles harmlessly.
-        index = self._index_commands(record, now)
+            # The manager's usual save: the absolute expiry, hence the entry's score and the
+            # TTL the index key needs, did not move, so the TTL-extending PEXPIRE GT is not
+            # needed (the NX one still gives a re-created key its TTL).
+            index = index[:2]
         pack = self._pack
         return b"".join([*map(pack, index), pack((*update, user_id))]), len(index) + 1
 
