@@ -489,6 +489,29 @@ async def test_cap_revokes_the_oldest(store: CountingStore, clock: FakeClock) ->
     assert manager.metrics.get("sessions.capped") == 1
 
 
+class _RevokedMeanwhile(CountingStore):
+    """Someone else revokes the first session this store is asked to delete, just before."""
+
+    racing = True
+
+    async def delete(self, id_hash: str) -> bool:
+        if self.racing:
+            self.racing = False
+            await self.inner.delete(id_hash)
+        return await self.inner.delete(id_hash)
+
+
+async def test_cap_counts_a_session_deleted_meanwhile_as_gone(clock: FakeClock) -> None:
+    """The oldest session vanishes between the cap's listing and its delete: no extra revoke."""
+    manager = SessionManager(_RevokedMeanwhile(MemorySessionStore()), clock=clock, max_per_user=2)
+    created = []
+    for _ in range(3):
+        created.append(await manager.create(user_id="u"))
+        clock.advance(1)
+    assert [i.id for i in await manager.list_sessions("u")] == [c.id for c in created[1:]]
+    assert manager.metrics.get("sessions.capped") == 0  # not ours: the other revoke counted it
+
+
 async def test_cap_applies_at_login(store: CountingStore, clock: FakeClock) -> None:
     manager = SessionManager(store, clock=clock, max_per_user=1)
     old = await manager.create(user_id="u")

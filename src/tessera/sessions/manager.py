@@ -582,9 +582,14 @@ class SessionManager:
         for record in records:  # oldest first, as the Protocol promises
             if excess <= 0:
                 break
-            if record.id_hash != keep and await self.store.delete(record.id_hash):
+            if record.id_hash == keep:
+                continue
+            # Gone either way: deleted now, or already by someone else since the listing (a
+            # concurrent revoke, or a delete a store ran twice on a resend). Counting only our
+            # own deletes would revoke one session too many.
+            if await self.store.delete(record.id_hash):
                 self.metrics.incr("sessions.capped")
-                excess -= 1
+            excess -= 1
 
     def _gone(self, session: Session) -> SaveResult:
         self.metrics.incr("sessions.gone")
