@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -142,3 +144,19 @@ def test_trusted_origins_are_accepted() -> None:
         request_origin="https://id.example",
         trusted_origins=["https://app.example"],
     )
+
+
+@pytest.mark.parametrize(
+    "origin", ["http://[::1", "http://[", "https://]x", "http://h:99999", "http://h:x"]
+)
+def test_an_origin_that_does_not_parse_is_a_mismatch(origin: str) -> None:
+    with pytest.raises(CsrfFailed) as caught:
+        check_origin(sec_fetch_site=None, origin=origin, request_origin="https://id.example")
+    assert caught.value.reason == "origin_mismatch"
+
+
+@given(origin=st.text(max_size=60), host=st.text(max_size=60))
+def test_any_origin_and_host_is_accepted_or_refused_never_an_error(origin: str, host: str) -> None:
+    # Both come from the network: the Origin header, and the Host header in request_origin.
+    with contextlib.suppress(CsrfFailed):
+        check_origin(sec_fetch_site=None, origin=origin, request_origin=f"https://{host}")

@@ -124,14 +124,17 @@ class CsrfProtector:
 
 
 def _origin_of(url: str) -> tuple[str, str] | None:
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.netloc:
-        return None
-    default = {"http": 80, "https": 443}.get(parts.scheme)
+    """``(scheme, host:port)`` of an origin or URL; None for one that does not parse."""
     try:
-        port = parts.port or default
+        # Both raise ValueError on what a client may send: an unclosed IPv6 bracket
+        # ("http://[::1"), a port that is no number or out of range.
+        parts = urlsplit(url)
+        port = parts.port
     except ValueError:
         return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    port = port or {"http": 80, "https": 443}.get(parts.scheme)
     host = (parts.hostname or "").lower()
     return parts.scheme.lower(), f"{host}:{port}"
 
