@@ -150,6 +150,8 @@ def attacks(forge: Forge) -> Iterator[tuple[str, str, str]]:
     yield ("not base64", "!!!.???.***", "malformed")
     yield ("one word", "garbage", "malformed")
     yield ("header not JSON", f"{b64(b'not json')}.{body}.{sig}", "malformed")
+    # Deeper than json's recursion limit, and well under the size cap: was a 500.
+    yield ("header nested too deeply", f"{b64(b'[' * 4000)}.{body}.{sig}", "malformed")
 
 
 async def test_every_attack_is_a_401_with_an_rfc6750_challenge(server: Server) -> None:

@@ -310,6 +310,7 @@ def test_oversized_token_is_rejected_before_parsing(verifier: TokenVerifier) -> 
         "eyJhbGciOiJFZERTQSJ9 .e30.AAAA",
         "eyJhbGciOiJFZERTQSJ9=.e30.AAAA",
         "/w.e30.AAAA",  # header bytes are not UTF-8
+        "W1tb" * 1500 + ".e30.AAAA",  # header "[[[..." nested past json's recursion limit
     ],
 )
 def test_malformed_tokens_are_rejected(verifier: TokenVerifier, token: str) -> None:

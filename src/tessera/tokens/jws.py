@@ -64,7 +64,12 @@ def b64url_decode(part: str) -> bytes:
 
 def json_object(data: bytes) -> dict[str, Any]:
     """A JSON object from UTF-8 bytes, or ``ValueError`` (other encodings, arrays, NaN...)."""
-    value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_reject_constant)
+    except RecursionError:
+        # A few kilobytes of "[" nest deeper than the decoder's recursion limit; the header is
+        # read before any signature check, so anyone can send it.
+        raise ValueError("JSON nested too deeply") from None
     if type(value) is not dict:
         raise ValueError("not a JSON object")
     return value
