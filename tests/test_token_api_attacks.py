@@ -222,6 +222,9 @@ class SyncClient:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return self.portal.call(functools.partial(self.http.post, path, **kwargs))
 
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.portal.call(functools.partial(self.http.request, method, path, **kwargs))
+
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SyncClient]:
@@ -344,3 +347,15 @@ def test_lying_content_length_is_refused(client: SyncClient) -> None:
         headers={"content-type": "application/json", "content-length": "-1"},
     )
     assert response.status_code in (400, 413)
+
+
+def test_every_route_refuses_a_body_over_the_server_cap(client: SyncClient) -> None:
+    # Routes outside the token API (the account API, the pages) read bodies through FastAPI,
+    # which buffers them whole: the server-wide BodyLimit refuses them first.
+    big = b'{"granted": ["' + b"a" * (2 * 1024 * 1024) + b'"]}'
+    for method, path in [("PUT", "/api/v1/consent"), ("POST", "/login"), ("POST", "/consent")]:
+        response = client.request(
+            method, path, content=big, headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 413, (method, path)
+        assert response.json()["error"] == "body_too_large"

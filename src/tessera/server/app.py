@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from tessera import __version__
 from tessera.asgi.auth import AuthError
+from tessera.asgi.body_limit import BodyLimit
 from tessera.clock import SYSTEM_CLOCK, Clock
 from tessera.config import Settings
 from tessera.errors import TesseraError
@@ -115,7 +116,8 @@ def create_app(
         version=__version__,
         description="Login service: cookie sessions for browsers, tokens for apps.",
         lifespan=lifespan,
-        middleware=[Middleware(ServicesStack)],
+        # BodyLimit outermost: nothing reads a body past the cap (FastAPI reads them whole).
+        middleware=[Middleware(BodyLimit), Middleware(ServicesStack)],
         # FastAPI's docs pages load their scripts from a CDN; the server serves nothing external.
         docs_url=None,
         redoc_url=None,

@@ -1,0 +1,84 @@
+"""BodyLimit: a cap on request bodies for a whole ASGI app, declared or streamed.
+
+Frameworks read bodies whole before the handler runs (FastAPI's JSON and form parsing, for
+instance), so a cap in a route comes too late for a client that sends a gigabyte. This sits in
+front of everything: a declared ``Content-Length`` over the cap (or one that is no number) is
+answered ``413 {"error": "body_too_large"}`` before the app runs; a body that streams past the
+cap (chunked, or longer than declared) ends the request the same way, if the response has not
+started yet. Written by hand because Starlette and uvicorn have no such limit.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DEFAULT_MAX_BODY = 1024 * 1024
+"""1 MiB: far above any form or JSON body the server takes, far below a memory problem."""
+
+
+class _TooLarge(Exception):
+    """Raised from ``receive`` inside the app when the streamed body passes the cap."""
+
+
+class BodyLimit:
+    """Pure ASGI middleware: ``BodyLimit(app, max_bytes=DEFAULT_MAX_BODY)``."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int = DEFAULT_MAX_BODY) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes
+        for key, value in scope.get("headers", ()):
+            if key.lower() == b"content-length":
+                declared = value.strip()
+                if not declared.isdigit() or int(declared) > limit:
+                    await _refuse(send, limit)
+                    return
+        received = 0
+        started = False
+
+        async def capped_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, capped_receive, tracking_send)
+        except _TooLarge:
+            if started:
+                raise
+            await _refuse(send, limit)
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = json.dumps(
+        {"error": "body_too_large", "error_description": f"request bodies are capped at {limit}"}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
