@@ -67,4 +67,7 @@ def serve(
         log_level=settings.log_level,
         proxy_headers=False,
         server_header=False,
+        # No WebSocket routes: uvicorn then answers an Upgrade as a plain request, instead of
+        # holding a handshake it cannot complete.
+        ws="none",
     )

@@ -71,6 +71,8 @@ class _BodyTooLarge(Exception):
 
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
+    if declared is not None:
+        declared = declared.strip()  # "2 " is a length; HTTP allows the whitespace around it
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise _BodyTooLarge
     chunks: list[bytes] = []
