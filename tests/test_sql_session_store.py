@@ -325,3 +325,24 @@ async def test_postgres_engine_keeps_a_pool_sized_for_a_busy_server() -> None:
     finally:
         await engine.dispose()
         await small.dispose()
+
+
+async def test_sqlite_file_writers_queue_on_one_connection(tmp_path: Any) -> None:
+    """Concurrent writes to the embedded database wait their turn, none 'database is locked'.
+
+    A pool of connections made them contend in SQLite's busy handler, which is not fair: under
+    a burst some waited past busy_timeout and the request got a 503 from a healthy database.
+    """
+    engine = create_engine(f"sqlite:///{tmp_path}/burst.db")
+    assert engine.pool.size() == 1  # type: ignore[attr-defined]
+    try:
+        await ensure_schema(engine)
+        store = SqlSessionStore(engine)
+        clock = FakeClock()
+        records = [record(clock.now(), n) for n in range(200)]
+        await asyncio.gather(*(store.create(r) for r in records))
+        changed = [r._replace(data=b'{"n":1}') for r in records]
+        assert all(await asyncio.gather(*(store.update(r, clock.now()) for r in changed)))
+        assert len(await store.list_all(clock.now(), limit=500)) == 200
+    finally:
+        await engine.dispose()

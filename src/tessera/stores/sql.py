@@ -95,6 +95,10 @@ POSTGRES_MAX_OVERFLOW = 16
 """Extra connections opened under bursts and closed when returned (32 at most per process)."""
 
 
+SQLITE_QUEUE_TIMEOUT = 30
+"""Seconds a request waits for the SQLite connection before its store counts as unavailable."""
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
 
@@ -102,9 +106,20 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     ``kwargs`` says otherwise.
     """
     async_target = async_url(url)
-    if make_url(async_target).get_backend_name() == "postgresql":
+    target = make_url(async_target)
+    if target.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
         kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
+    elif target.database not in (None, "", ":memory:"):
+        # SQLite takes one writer at a time. With a pool of connections, concurrent writers
+        # each wait on the file lock in SQLite's busy handler, which polls and is not fair: under
+        # a burst of writes some waited past busy_timeout and got "database is locked" (a 503
+        # with a healthy database). One connection makes this process's transactions queue in
+        # the pool, first come first served; aiosqlite runs them on one thread either way.
+        # busy_timeout still covers other processes (the CLI) on the same file.
+        kwargs.setdefault("pool_size", 1)
+        kwargs.setdefault("max_overflow", 0)
+        kwargs.setdefault("pool_timeout", SQLITE_QUEUE_TIMEOUT)
     engine = create_async_engine(async_target, **kwargs)
     if engine.dialect.name == "sqlite":
 
