@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
-from tessera.asgi.body_limit import BodyLimit, _TooLarge
+from tessera.asgi.body_limit import BodyLimit, _TooLarge, declared_length
 
 LIMIT = 1000
 
@@ -46,7 +46,9 @@ async def test_a_body_within_the_cap_reaches_the_app_whole() -> None:
     assert response.json() == {"size": LIMIT}
 
 
-@pytest.mark.parametrize("declared", [str(LIMIT + 1), "abc", "-1", "1e3", "99999999999999999999"])
+@pytest.mark.parametrize(
+    "declared", [str(LIMIT + 1), "abc", "-1", "1e3", "99999999999999999999", "0" * 5000 + "1001"]
+)
 async def test_a_declared_length_over_the_cap_or_not_a_number_is_refused_unread(
     declared: str,
 ) -> None:
@@ -102,3 +104,21 @@ async def test_any_content_length_value_is_passed_or_refused_never_an_error(valu
     scope = {"type": "http", "headers": [(b"content-length", value)]}
     await BodyLimit(Echo(), max_bytes=LIMIT)(scope, receive, send)
     assert sent[0]["status"] in (200, 413)
+
+
+@pytest.mark.parametrize(
+    ("value", "length"),
+    [
+        (b"2", 2),
+        (b" 2 ", 2),
+        (b"0" * 5000 + b"7", 7),
+        (b"000", 0),
+        (b"", None),
+        (b"+2", None),
+        (b"\xd9\xa3", None),
+        ("٣", None),
+        (b"1" * 40, 1 << 62),
+    ],
+)
+def test_declared_length(value: bytes | str, length: int | None) -> None:
+    assert declared_length(value) == length

@@ -18,6 +18,20 @@ DEFAULT_MAX_BODY = 1024 * 1024
 """1 MiB: far above any form or JSON body the server takes, far below a memory problem."""
 
 
+def declared_length(value: bytes | str) -> int | None:
+    """A Content-Length header's value as a number; None when it is not one.
+
+    Surrounding whitespace is allowed (RFC 9110 field values); leading zeros are dropped before
+    ``int``, which refuses strings of more than 4,300 digits with a ValueError.
+    """
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    digits = text.strip()
+    if not digits.isascii() or not digits.isdigit():
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else 1 << 62  # past any cap, and no overflow
+
+
 class _TooLarge(Exception):
     """Raised from ``receive`` inside the app when the streamed body passes the cap."""
 
@@ -36,8 +50,8 @@ class BodyLimit:
         limit = self.max_bytes
         for key, value in scope.get("headers", ()):
             if key.lower() == b"content-length":
-                declared = value.strip()
-                if not declared.isdigit() or int(declared) > limit:
+                declared = declared_length(value)
+                if declared is None or declared > limit:
                     await _refuse(send, limit)
                     return
         received = 0

@@ -38,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message
 
 from tessera.asgi.auth import Principal, current_principal
+from tessera.asgi.body_limit import declared_length
 from tessera.errors import InvalidGrant, InvalidToken, RefreshTokenReused
 from tessera.identity.events import DetailValue, EventKind
 from tessera.server.deps import client_ip, services_of, user_agent
@@ -72,9 +73,9 @@ class _BodyTooLarge(Exception):
 async def _read_capped(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
-        declared = declared.strip()  # "2 " is a length; HTTP allows the whitespace around it
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
-        raise _BodyTooLarge
+        length = declared_length(declared)
+        if length is None or length > limit:
+            raise _BodyTooLarge
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
