@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.types import Message, Receive, Scope, Send
 
-from tessera.asgi.body_limit import BodyLimit, _TooLarge, declared_length
+from tessera.asgi.body_limit import BodyLimit, BodyTooLarge, declared_length
 
 LIMIT = 1000
 
@@ -86,7 +86,7 @@ async def test_a_body_past_the_cap_after_the_response_started_ends_the_request()
     async def send(message: Message) -> None:
         sent.append(message)
 
-    with pytest.raises(_TooLarge):  # too late for a 413: the server drops the connection
+    with pytest.raises(BodyTooLarge):  # too late for a 413: the server drops the connection
         await BodyLimit(early, max_bytes=LIMIT)({"type": "http", "headers": []}, receive, send)
     assert [m["status"] for m in sent if m["type"] == "http.response.start"] == [200]
 

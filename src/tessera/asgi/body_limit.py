@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 DEFAULT_MAX_BODY = 1024 * 1024
@@ -32,8 +33,16 @@ def declared_length(value: bytes | str) -> int | None:
     return int(digits) if len(digits) <= 18 else 1 << 62  # past any cap, and no overflow
 
 
-class _TooLarge(Exception):
-    """Raised from ``receive`` inside the app when the streamed body passes the cap."""
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` inside the app when the streamed body passes the cap.
+
+    An HTTP 413 exception, so that a framework that catches errors while parsing a body
+    (FastAPI answers 400 for anything else) lets it through to its 413 handler; an app without
+    one lets it reach :class:`BodyLimit`, which answers the 413 itself.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request bodies are capped at {limit}")
 
 
 class BodyLimit:
@@ -63,7 +72,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise _TooLarge
+                    raise BodyTooLarge(limit)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -74,7 +83,7 @@ class BodyLimit:
 
         try:
             await self.app(scope, capped_receive, tracking_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if started:
                 raise
             await _refuse(send, limit)

@@ -16,12 +16,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.templating import Jinja2Templates
 
 from tessera import __version__
 from tessera.asgi.auth import current_principal
+from tessera.asgi.body_limit import BodyTooLarge
 from tessera.asgi.consent import request_cookies
 from tessera.clock import to_datetime
 from tessera.errors import InvalidInput
@@ -119,8 +120,14 @@ async def read_form(request: Request, limits: dict[str, int] | None = None) -> F
         raise UnsupportedForm("send an HTML form (urlencoded or multipart)")
     try:
         form = await request.form(max_files=0, max_fields=MAX_FORM_FIELDS, max_part_size=64 * 1024)
+    except BodyTooLarge:
+        raise  # the server's 413
     except HTTPException as exc:  # starlette's multipart errors: bad boundary, a file part...
         raise InvalidInput(f"malformed form: {exc.detail}") from None
+    except ClientDisconnect:
+        # Gone before the whole form arrived: nobody reads the answer, but it is a 400, not an
+        # unhandled exception (a traceback in the log per hang-up).
+        raise InvalidInput("the client went away before the form was complete") from None
     limits = limits or {}
     for name, value in form.multi_items():
         if not isinstance(value, str):

@@ -33,7 +33,7 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import APIRouter, Form
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message
 
@@ -103,6 +103,9 @@ class CappedBodyRoute(APIRoute):
                 return error(
                     413, "body_too_large", f"request bodies are capped at {MAX_BODY_BYTES}"
                 )
+            except ClientDisconnect:
+                # Gone mid-body: nobody reads this, but it is not an unhandled exception.
+                return error(400, "invalid_request", "the client went away mid-body")
             sent = False
 
             async def replay() -> Message:
