@@ -14,7 +14,6 @@ Cookie sessions are first-party logins and pass every scope check; tokens carry 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tessera.asgi.responses import send_json
 from tessera.errors import InvalidToken
 from tessera.sessions import Session
 from tessera.tokens import TokenVerifier, www_authenticate
@@ -156,22 +156,12 @@ class AuthMiddleware:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return
-        body = json.dumps(
-            {"error": exc.code, "reason": exc.reason, "error_description": exc.message}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", www_authenticate(exc, realm=self.realm).encode()),
-                    (b"cache-control", b"no-store"),
-                ],
-            }
+        await send_json(
+            send,
+            401,
+            {"error": exc.code, "reason": exc.reason, "error_description": exc.message},
+            headers=[(b"www-authenticate", www_authenticate(exc, realm=self.realm).encode())],
         )
-        await send({"type": "http.response.body", "body": body})
 
 
 def current_principal(request: HTTPConnection) -> Principal | None:

@@ -10,10 +10,10 @@ started yet. Written by hand because Starlette and uvicorn have no such limit.
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tessera.asgi.responses import send_json
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """1 MiB: far above any form or JSON body the server takes, far below a memory problem."""
@@ -90,18 +90,12 @@ class BodyLimit:
 
 
 async def _refuse(send: Send, limit: int) -> None:
-    body = json.dumps(
-        {"error": "body_too_large", "error_description": f"request bodies are capped at {limit}"}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
+    await send_json(
+        send,
+        413,
+        {"error": "body_too_large", "error_description": f"request bodies are capped at {limit}"},
+        # Closed after the answer: the server would otherwise read the refused body to reach
+        # the next request on the connection.
+        headers=[(b"connection", b"close")],
+        no_store=False,
     )
-    await send({"type": "http.response.body", "body": body})

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.asgi.auth import bearer_token
+from tessera.asgi.responses import send_response
 from tessera.cookies import parse_cookie_header
 from tessera.csrf import FORM_FIELD, HEADER, SAFE_METHODS, CsrfFailed, CsrfProtector, check_origin
 
@@ -171,18 +172,7 @@ class CsrfMiddleware:
 
 
 async def _send(send: Send, status: int, content_type: str, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await send_response(send, status, body, content_type=content_type.encode())
 
 
 async def _refuse(scope: Scope, send: Send, exc: CsrfFailed) -> None:

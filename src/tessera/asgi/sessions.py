@@ -30,7 +30,6 @@ names it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Mapping
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tessera.asgi.responses import send_error
 from tessera.config import Settings
 from tessera.cookies import CookiePolicy
 from tessera.cookies._parse import cookie_value
@@ -317,20 +317,3 @@ def _with_headers(message: Message, set_cookie: tuple[bytes, bytes] | None, vary
 
 
 _VARY_COOKIE = (b"vary", b"Cookie")
-
-
-async def send_error(send: Send, status: int, error: TesseraError) -> None:
-    """A complete JSON error response ``{"error": code, "error_description": ...}``."""
-    body = json.dumps(error.to_dict()).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

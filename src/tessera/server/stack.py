@@ -11,7 +11,6 @@ explicitly — are assembled here lazily, once, from ``app.state.services``. Ord
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -20,6 +19,7 @@ from tessera.asgi.auth import AuthMiddleware
 from tessera.asgi.consent import ConsentMiddleware
 from tessera.asgi.csrf import CsrfMiddleware
 from tessera.asgi.remember import RememberMeMiddleware
+from tessera.asgi.responses import send_error
 from tessera.asgi.sessions import SessionMiddleware
 from tessera.cookies import CookieBudget
 from tessera.errors import TesseraError
@@ -65,19 +65,7 @@ class ErrorGuard:
             if started or scope["type"] != "http":
                 raise
             log.warning("%s on %s %s: %s", exc.code, scope["method"], scope["path"], exc.message)
-            body = json.dumps(exc.to_dict()).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": exc.http_status,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"cache-control", b"no-store"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, exc.http_status, exc)
 
 
 def build_chain(app: ASGIApp, services: Services) -> ASGIApp:
