@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tessera.asgi.responses import send_json
+from tessera.asgi.responses import TrackedSend, send_json
 
 DEFAULT_MAX_BODY = 1024 * 1024
 """1 MiB: far above any form or JSON body the server takes, far below a memory problem."""
@@ -64,7 +64,6 @@ class BodyLimit:
                     await _refuse(send, limit)
                     return
         received = 0
-        started = False
 
         async def capped_receive() -> Message:
             nonlocal received
@@ -75,16 +74,11 @@ class BodyLimit:
                     raise BodyTooLarge(limit)
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, capped_receive, tracking_send)
+            await self.app(scope, capped_receive, tracked)
         except BodyTooLarge:
-            if started:
+            if tracked.started:
                 raise
             await _refuse(send, limit)
 

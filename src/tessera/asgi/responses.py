@@ -9,11 +9,27 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 
-from starlette.types import Send
+from starlette.types import Message, Send
 
 from tessera.errors import TesseraError
 
 Header = tuple[bytes, bytes]
+
+
+class TrackedSend:
+    """A ``send`` that remembers whether the response started: until then, a middleware that
+    catches an error may still answer in the app's place."""
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
 
 
 async def send_response(

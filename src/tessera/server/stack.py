@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tessera.asgi.auth import AuthMiddleware
 from tessera.asgi.consent import ConsentMiddleware
 from tessera.asgi.csrf import CsrfMiddleware
 from tessera.asgi.remember import RememberMeMiddleware
-from tessera.asgi.responses import send_error
+from tessera.asgi.responses import TrackedSend, send_error
 from tessera.asgi.sessions import SessionMiddleware
 from tessera.cookies import CookieBudget
 from tessera.errors import TesseraError
@@ -51,18 +51,11 @@ class ErrorGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except TesseraError as exc:
-            if started or scope["type"] != "http":
+            if tracked.started or scope["type"] != "http":
                 raise
             log.warning("%s on %s %s: %s", exc.code, scope["method"], scope["path"], exc.message)
             await send_error(send, exc.http_status, exc)
