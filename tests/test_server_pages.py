@@ -75,6 +75,16 @@ async def test_login_page_has_labelled_fields_and_a_csrf_token(server: Server) -
     assert page.headers["cache-control"] == "no-store"
 
 
+async def test_pages_link_their_assets_by_path_whatever_the_host_header(server: Server) -> None:
+    """The stylesheet link is a path: a forged Host never reaches the page (a shared cache that
+    ignores Host would otherwise serve other visitors a stylesheet from the forger's server)."""
+    async with server.client() as client:
+        page = await client.get("/login", headers={"Host": "evil.example"})
+    assert page.status_code == 200
+    assert 'href="/static/tessera.css"' in page.text
+    assert "evil.example" not in page.text
+
+
 async def test_login_rotates_session_and_redirects_to_account(server: Server) -> None:
     """A good password: a new session ID, 303 to /account, an event, the account page."""
     async with server.client() as client:
