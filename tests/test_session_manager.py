@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from tessera.clock import FakeClock
 from tessera.config import Settings
@@ -22,6 +23,7 @@ from tessera.errors import (
 )
 from tessera.metrics import Metrics
 from tessera.sessions import (
+    DEFAULT_MAX_PER_USER,
     CookieAction,
     Session,
     SessionManager,
@@ -437,6 +439,34 @@ def test_settings_configure_the_manager(store: CountingStore) -> None:
     settings = Settings(session_idle_timeout=5, session_max_bytes=10, session_max_per_user=2)
     manager = SessionManager.from_settings(settings, store)
     assert (manager.idle_timeout, manager.max_bytes, manager.max_per_user) == (5, 10, 2)
+
+
+def test_sessions_per_user_are_capped_by_default_and_zero_lifts_the_cap(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert Settings().session_max_per_user == DEFAULT_MAX_PER_USER == 100
+    assert SessionManager(store).max_per_user == DEFAULT_MAX_PER_USER
+    assert SessionManager.from_settings(Settings(), store).max_per_user == DEFAULT_MAX_PER_USER
+    monkeypatch.setenv("TESSERA_SESSION_MAX_PER_USER", "0")
+    assert SessionManager.from_settings(Settings(), store).max_per_user is None
+    assert (
+        SessionManager.from_settings(Settings(session_max_per_user=None), store).max_per_user
+        is None
+    )
+    with pytest.raises(ValidationError):
+        Settings(session_max_per_user=-1)
+
+
+async def test_the_default_cap_keeps_the_newest_hundred(clock: FakeClock) -> None:
+    """A script that logs in and never logs out cannot grow a user's sessions without end."""
+    manager = SessionManager(MemorySessionStore(), clock=clock)
+    created = []
+    for _ in range(DEFAULT_MAX_PER_USER + 2):
+        created.append(await manager.create(user_id="u"))
+        clock.advance(1)
+    listed = [i.id for i in await manager.list_sessions("u")]
+    assert listed == [c.id for c in created[2:]]
+    assert manager.metrics.get("sessions.capped") == 2
 
 
 def test_nonsense_configuration_is_refused(store: CountingStore) -> None:

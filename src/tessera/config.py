@@ -73,7 +73,10 @@ class Settings(BaseSettings):
         default=4096, gt=0, description="Size budget of one session's serialized data."
     )
     session_max_per_user: int | None = Field(
-        default=None, gt=0, description="Cap on concurrent sessions per user (oldest revoked)."
+        default=100,
+        ge=0,
+        description="Cap on concurrent sessions per user, browsers and apps together (the "
+        "oldest is revoked); 0 for no cap.",
     )
     session_memory_max: int = Field(
         default=100_000, gt=0, description="Most sessions the memory store holds (LRU beyond)."

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from tessera.sessions._ids import hash_session_id, is_well_formed, new_session_id
 from tessera.sessions.manager import (
+    DEFAULT_MAX_PER_USER,
     CookieAction,
     SaveResult,
     SessionInfo,
@@ -18,6 +19,7 @@ from tessera.sessions.manager import (
 from tessera.sessions.session import Session
 
 __all__ = [
+    "DEFAULT_MAX_PER_USER",
     "CookieAction",
     "SaveResult",
     "Session",

@@ -122,6 +122,12 @@ class SaveResult:
 
 # The results without a secret, shared: building a frozen dataclass costs a microsecond, and
 # most requests end in KEEP.
+DEFAULT_MAX_PER_USER = 100
+"""Concurrent sessions a user may hold before the oldest is revoked (None: no cap). Far above
+what one person's browsers and apps need, and it bounds what a login, a listing and a revoke of
+one session read: a script that logs in and never logs out cannot grow a user's index without
+end."""
+
 _KEEP = SaveResult(CookieAction.KEEP)
 _CLEAR = SaveResult(CookieAction.CLEAR)
 _GONE = SaveResult(CookieAction.CLEAR, gone=True)
@@ -189,7 +195,7 @@ class SessionManager:
         absolute_timeout: float = 12 * 3600,
         renewal_interval: float = 60,
         max_bytes: int = 4096,
-        max_per_user: int | None = None,
+        max_per_user: int | None = DEFAULT_MAX_PER_USER,
         metrics: Metrics | None = None,
     ) -> None:
         if idle_timeout <= 0 or absolute_timeout <= 0 or max_bytes <= 0:
@@ -222,7 +228,7 @@ class SessionManager:
             absolute_timeout=settings.session_absolute_timeout,
             renewal_interval=settings.session_renewal_interval,
             max_bytes=settings.session_max_bytes,
-            max_per_user=settings.session_max_per_user,
+            max_per_user=settings.session_max_per_user or None,
             metrics=metrics,
         )
 
