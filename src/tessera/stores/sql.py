@@ -7,6 +7,7 @@ on start. SQLite (the embedded default) runs in WAL mode so readers never wait f
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -87,6 +88,22 @@ def async_url(url: str) -> str:
     raise ConfigError(f"unsupported database URL scheme: {parsed.drivername}")
 
 
+POSTGRES_MISSING = "postgresql:// URLs need asyncpg: pip install 'tessera[postgres]'"
+"""The error instead of an ImportError when the ``postgres`` extra is not installed."""
+
+
+def require_driver(url: str) -> None:
+    """Raise :class:`ConfigError` naming the extra if ``url``'s driver is not installed.
+
+    SQLite's driver is a dependency of Tessera; PostgreSQL's (asyncpg) is the ``postgres`` extra.
+    """
+    if make_url(async_url(url)).get_backend_name() == "postgresql":
+        try:
+            importlib.import_module("asyncpg")
+        except ImportError:
+            raise ConfigError(POSTGRES_MISSING) from None
+
+
 POSTGRES_POOL_SIZE = 16
 """Connections a PostgreSQL engine keeps open. SQLAlchemy's default of 5 (plus 10 overflow
 connections closed after each use) makes a server under load reconnect on most requests."""
@@ -103,8 +120,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
 
     PostgreSQL gets a pool sized for a busy server (:data:`POSTGRES_POOL_SIZE`) unless
-    ``kwargs`` says otherwise.
+    ``kwargs`` says otherwise. A driver that is not installed is a :class:`ConfigError`
+    (:func:`require_driver`): SQLAlchemy imports it here, not at the first connection.
     """
+    require_driver(url)
     async_target = async_url(url)
     target = make_url(async_target)
     if target.get_backend_name() == "postgresql":
