@@ -1,8 +1,8 @@
 """A visit counter kept in a server-side session: ``uvicorn visits:app --app-dir examples``.
 
-The store comes from the settings: TESSERA_SESSION_STORE=memory|sql|redis with
-TESSERA_DATABASE_URL / TESSERA_REDIS_URL. Over plain http on localhost set TESSERA_DEV=1, or
-the browser will not send back the Secure ``__Host-`` cookie.
+Store: TESSERA_SESSION_STORE=memory|sql|redis, TESSERA_DATABASE_URL, TESSERA_REDIS_URL (redis
+and postgresql:// need the ``redis``/``postgres`` extra). Chromium, Firefox and curl send the Secure
+cookie over plain http to localhost and 127.0.0.1 only: elsewhere, or for httpx, set TESSERA_DEV=1.
 """
 
 from __future__ import annotations
