@@ -87,3 +87,22 @@ async def test_without_dev_the_cookie_is_secure(monkeypatch: pytest.MonkeyPatch)
             response = await c.get("/visits")
     assert response.headers["set-cookie"].startswith("__Host-session=")
     assert "Secure" in response.headers["set-cookie"]
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    """The README's library snippet is the example's code, so copying it gives the tested app
+    (with the store the settings name), not a sketch that silently keeps memory sessions."""
+    readme = (EXAMPLE.parent.parent / "README.md").read_text()
+    library = readme.split("## Using the library", 1)[1]
+    snippet = library.split("```python\n", 1)[1].split("```", 1)[0]
+    code = (
+        EXAMPLE.read_text()
+        .split('"""\n', 1)[1]
+        .replace("from __future__ import annotations\n\n", "")
+    )
+    assert snippet.strip() == code.strip()
+
+
+def test_the_example_stays_short() -> None:
+    """The README's project layout calls it a visit counter in 40 lines."""
+    assert len(EXAMPLE.read_text().splitlines()) <= 40
