@@ -416,6 +416,9 @@ async def test_email_change_and_conflict(server: Server) -> None:
         ),
         ("curl/8.5.0", "curl"),
         ("my-app/2.1 (build 7)", "my-app"),
+        ("Alice's phone", "Alice's phone"),  # an app's device_name, shown whole
+        ("  Pixel   8 ", "Pixel 8"),
+        ("x" * 60, "x" * 40),
         ("", "Unknown device"),
         (None, "Unknown device"),
     ],

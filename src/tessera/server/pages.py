@@ -205,6 +205,8 @@ def device_label(user_agent: str | None) -> str:
         return f"{browser} on {system}"
     if browser or system:
         return str(browser or system)
+    if "/" not in user_agent and (name := " ".join(user_agent.split())[:40]):
+        return name  # no product token: a device name an app chose ("Alice's phone")
     app = _APP_NAME.match(user_agent)
     return app.group(0) if app else "Unknown device"
 
