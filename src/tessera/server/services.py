@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -89,6 +89,14 @@ def cookie_registry(settings: Settings) -> CookieRegistry:
     )
 
 
+class Revocation(NamedTuple):
+    """What :meth:`Services.revoke_user_everywhere` ended."""
+
+    sessions: int
+    remember_tokens: int
+    refresh_families: int
+
+
 @dataclass
 class Services:
     """Everything the app needs at request time."""
@@ -120,25 +128,30 @@ class Services:
 
     async def revoke_user_everywhere(
         self, user_id: str, *, keep_session: str | None = None
-    ) -> None:
+    ) -> Revocation:
         """End every session, remember-me token, refresh family and access token of a user.
 
         ``keep_session`` (a public session handle) survives: the browser that changed the
         password stays logged in, everything else is cut off at once.
         """
         if keep_session is None:
-            await self.sessions.revoke_all(user_id)
+            sessions = await self.sessions.revoke_all(user_id)
         else:
-            await self.sessions.revoke_others(user_id, keep_session)
-        await self.remember.forget_user(user_id)
-        await self.refresh.revoke_user(user_id)
+            sessions = await self.sessions.revoke_others(user_id, keep_session)
+        remember_tokens = await self.remember.forget_user(user_id)
+        refresh_families = await self.refresh.revoke_user(user_id)
         await self.revocations.revoke_user(user_id, self.clock.now())
+        return Revocation(sessions, remember_tokens, refresh_families)
 
-    async def revoke_session(self, user_id: str, public_id: str) -> bool:
+    async def revoke_session(
+        self, user_id: str, public_id: str, *, detail: Mapping[str, DetailValue] | None = None
+    ) -> bool:
         """End one of the user's sessions, browser or app, and its tokens at once."""
         revoked = await self.sessions.revoke(user_id, public_id)
         if revoked:
-            await self.end_session_tokens(user_id, public_id, EventKind.SESSION_REVOKED)
+            await self.end_session_tokens(
+                user_id, public_id, EventKind.SESSION_REVOKED, detail=detail
+            )
         return revoked
 
     async def end_session_tokens(
@@ -293,6 +306,10 @@ async def open_services(
         services.tasks.append(
             asyncio.create_task(_listen(revocations, stop), name="tessera-revocations")
         )
+    elif settings.session_store == "sql":
+        services.tasks.append(
+            asyncio.create_task(_reload(revocations, stop), name="tessera-revocations")
+        )
     return services
 
 
@@ -353,6 +370,27 @@ async def _sweep(services: Services, stop: asyncio.Event) -> None:
             else:
                 if removed:
                     log.info("session sweep removed %d expired sessions", removed)
+
+
+REVOCATION_RELOAD_INTERVAL = 2.0
+"""Seconds between two reloads of the revocation marks from SQL, which has no push feed."""
+
+
+async def _reload(view: RevocationView, stop: asyncio.Event) -> None:
+    """Take the marks other processes stored (other servers, ``tessera sessions revoke``).
+
+    SQL has no feed, so this polls: one indexed read of the live marks (those of the last
+    access-token lifetime, a few rows) every couple of seconds. That bounds how long an access
+    token outlives a revocation made elsewhere; this process's own revocations apply at once.
+    """
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=REVOCATION_RELOAD_INTERVAL)
+        except TimeoutError:
+            try:
+                await view.load()
+            except StoreUnavailable as exc:
+                log.warning("revocation reload skipped: %s", exc.message)
 
 
 async def _listen(view: RevocationView, stop: asyncio.Event) -> None:

@@ -28,7 +28,8 @@ class SqlRevocationStore:
     """:class:`~tessera.stores.revocations.RevocationStore` on SQLite or PostgreSQL.
 
     Has no feed: instances sharing only a database learn of other instances' marks when they
-    reload (:meth:`~tessera.tokens.revocation.RevocationView.load`); use Redis for push.
+    reload (:meth:`~tessera.tokens.revocation.RevocationView.load`), which the server does every
+    couple of seconds; Redis pushes them instead.
     """
 
     __slots__ = ("engine",)
