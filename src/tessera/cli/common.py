@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from tessera.clock import SYSTEM_CLOCK
 from tessera.config import Settings, load_settings
-from tessera.errors import ConfigError
+from tessera.errors import ConfigError, TesseraError
+
+if TYPE_CHECKING:
+    from tessera.server.services import Services
+
+T = TypeVar("T")
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on stderr, the message as text: an extra's name such as
+    ``tessera[redis]`` or a username would otherwise be read as rich markup and vanish."""
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+
 
 console = Console()
 err_console = Console(stderr=True)
@@ -17,7 +35,7 @@ def settings_or_exit(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        print_error(str(exc))
         raise typer.Exit(2) from None
 
 
@@ -31,3 +49,30 @@ def database_location(url: str) -> str:
 
         return str(Path(parsed.database or "").resolve()) if parsed.database else ":memory:"
     return parsed.render_as_string(hide_password=True)
+
+
+def run_with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    """Open what a server process holds (stores, keys, revocation feed), run ``work``, close.
+
+    Commands that revoke go through the server's own services, so a revocation from the command
+    line ends exactly what the same revocation in the browser ends: sessions, remember-me and
+    refresh tokens, and access tokens (a revocation mark that running servers pick up). A store
+    or database error is one line and exit status 1.
+    """
+    from tessera.server.services import open_services  # the server's imports, only when needed
+
+    async def main() -> T:
+        services = await open_services(settings, SYSTEM_CLOCK)
+        try:
+            return await work(services)
+        finally:
+            await services.close()
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:  # a setting this installation cannot serve (a missing driver)
+        print_error(exc.message)
+        raise typer.Exit(2) from None
+    except TesseraError as exc:
+        print_error(exc.message)
+        raise typer.Exit(1) from None

@@ -13,7 +13,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 
-from tessera.cli.common import console, err_console, settings_or_exit
+from tessera.cli.common import console, err_console, print_error, settings_or_exit
 from tessera.clock import SYSTEM_CLOCK, to_datetime
 from tessera.config import Settings
 from tessera.errors import TesseraError
@@ -71,7 +71,7 @@ async def _rotate(settings: Settings, use: str, alg: str | None) -> Rotation:
 
 
 def _fail(exc: TesseraError) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
+    print_error(exc.message)
     return typer.Exit(1)
 
 

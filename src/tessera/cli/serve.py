@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from tessera.cli.common import console, database_location, settings_or_exit
+from tessera.cli.common import console, database_location, print_error, settings_or_exit
+from tessera.errors import ConfigError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -19,8 +20,9 @@ def serve(
         bool | None,
         typer.Option(
             "--dev/--no-dev",
-            help="Development mode for plain-http localhost (TESSERA_DEV): cookies without "
-            "Secure. Never in production.",
+            help="Development mode for plain http (TESSERA_DEV): cookies without Secure and "
+            "without the __Host- prefix. Browsers need it on hosts other than localhost and "
+            "127.0.0.1. Never in production.",
             show_default=False,
         ),
     ] = None,
@@ -38,6 +40,14 @@ def serve(
     if dev is not None:
         overrides["dev"] = dev
     settings = settings_or_exit(**overrides)
+    from tessera.stores.factory import require_drivers
+
+    try:
+        # Before uvicorn: raised in its startup, the error would print as a traceback.
+        require_drivers(settings)
+    except ConfigError as exc:
+        print_error(exc.message)
+        raise typer.Exit(2) from None
     shown_host = f"[{settings.host}]" if ":" in settings.host else settings.host
     console.print(f"Tessera serving at [bold]http://{shown_host}:{settings.port}/[/bold]")
     console.print(f"Database: {database_location(settings.database_url)}")
