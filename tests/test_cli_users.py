@@ -159,7 +159,9 @@ def test_set_password_revokes_sessions_and_remember_me_and_logs_an_event(db_url:
     asyncio.run(seed_sessions(db_url, "alice", "bob"))
     result = run("set-password", "alice", "--password-stdin", stdin="a new long password\n")
     assert result.exit_code == 0, result.output
-    assert "Revoked 2 session(s) and 1 remember-me token(s)" in result.output
+    assert "Revoked 2 session(s), 1 remember-me token(s) and 0 refresh token families" in (
+        result.output
+    )
     assert asyncio.run(live_sessions(db_url, "alice")) == 0
     assert asyncio.run(live_sessions(db_url, "bob")) == 1
     assert asyncio.run(authenticate(db_url, "alice", "a new long password")) is True
@@ -246,5 +248,5 @@ def test_revoke_user_sessions_is_usable_on_its_own(db_url: str) -> None:
             await engine.dispose()
         return await users_cli.revoke_user_sessions(load_settings(), user.id)
 
-    assert asyncio.run(revoke()) == users_cli.Revoked(2, 1)
+    assert asyncio.run(revoke()) == users_cli.Revoked(2, 1, 0)
     assert asyncio.run(live_sessions(db_url, "bob")) == 1

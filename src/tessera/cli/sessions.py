@@ -1,27 +1,42 @@
 """``tessera sessions``: list, revoke and sweep server-side sessions in the configured store.
 
 Sessions are shown by their public handle (the digest the store keys on), never by the ID in
-the cookie; a handle can revoke a session but cannot be used to impersonate anyone.
+the cookie; a handle can revoke a session but cannot be used to impersonate anyone. Users are
+named by username; a user ID is taken too, for sessions an application keeps for users that are
+not Tessera accounts. Revocations go through the server's services (see
+:func:`~tessera.cli.common.run_with_services`), so they end a session's tokens too and are
+recorded in the user's security events.
 """
 
 from __future__ import annotations
 
-import asyncio
+import math
 import re
-from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich import box
-from rich.table import Table
+from rich.table import Column, Table
+from rich.text import Text
 
-from tessera.cli.common import console, err_console, settings_or_exit
+from tessera.cli.common import (
+    console,
+    database_location,
+    err_console,
+    print_error,
+    run_with_services,
+    settings_or_exit,
+)
 from tessera.clock import SYSTEM_CLOCK, to_datetime
 from tessera.config import Settings
-from tessera.errors import TesseraError
+from tessera.identity.events import EventKind
 from tessera.sessions import SessionInfo
-from tessera.stores.factory import open_session_store
-from tessera.stores.sessions import SessionStore
+from tessera.stores.sessions import SessionRecord
+
+if TYPE_CHECKING:
+    # Imported by the commands that run, not here: `tessera --help` stays quick.
+    from tessera.server.services import Services
 
 app = typer.Typer(
     help="List, revoke and sweep sessions in the store of TESSERA_SESSION_STORE (sql or redis). "
@@ -35,26 +50,10 @@ SHOWN_ID = 16
 MIN_PREFIX = 8
 SEARCH_LIMIT = 1_000_000
 """Most sessions searched for a handle prefix."""
+BY_CLI = {"by": "cli"}
+"""The detail of the security events these commands record."""
 
 _HEX = re.compile(r"[0-9a-f]+")
-T = TypeVar("T")
-
-
-def _run(settings: Settings, action: Callable[[SessionStore], Awaitable[T]]) -> T:
-    """Open the configured store, run ``action`` on it, close it; store errors exit 1."""
-
-    async def main() -> T:
-        store = await open_session_store(settings)
-        try:
-            return await action(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except TesseraError as exc:
-        err_console.print(f"[red]error:[/red] {exc.message}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 def _settings() -> Settings:
@@ -68,53 +67,79 @@ def _settings() -> Settings:
     return settings
 
 
+def _where(settings: Settings) -> str:
+    """Which store the command reads: said on every listing, so an empty one is not a mystery."""
+    if settings.session_store == "redis":
+        url = urlsplit(settings.redis_url)  # host and port only: never a password
+        where = f"{url.hostname}:{url.port or 6379}" if url.hostname else url.path
+        return f"Redis at {where}, prefix {settings.redis_prefix!r}"
+    return database_location(settings.database_url)
+
+
 def _date(ts: float) -> str:
     return to_datetime(ts).strftime("%Y-%m-%d %H:%M")
 
 
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    print_error(message)
+    return typer.Exit(code)
+
+
 @app.command("list")
 def list_sessions(
-    user: Annotated[str | None, typer.Option(help="Only this user's sessions.")] = None,
+    user: Annotated[
+        str | None, typer.Option(help="Only this user's sessions (a username or a user ID).")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
 ) -> None:
     """Show live sessions, newest first (a user's: oldest first)."""
-    settings = _settings()
-    now = SYSTEM_CLOCK.now()
+    from tessera.server.pages import device_label
 
-    async def fetch(store: SessionStore) -> list[SessionInfo]:
+    settings = _settings()
+
+    async def fetch(services: Services) -> tuple[list[SessionInfo], dict[str, str]] | None:
+        now = SYSTEM_CLOCK.now()
+        store = services.sessions.store
         if user is not None:
-            records = (await store.list_for_user(user, now))[:limit]
+            user_id, name = await _resolve_user(services, user)
+            records = (await store.list_for_user(user_id, now))[:limit]
+            if not records and name is None:
+                return None  # neither an account nor anybody's sessions: a typo, most likely
         else:
             records = await store.list_all(now, limit=limit)
-        return [SessionInfo.from_record(r) for r in records]
+        return [SessionInfo.from_record(r) for r in records], await _usernames(services, records)
 
-    infos = _run(settings, fetch)
+    found = run_with_services(settings, fetch)
+    if found is None:
+        raise _fail(f"no user is named {user!r}, and no session has that user ID")
+    infos, names = found
     if not infos:
-        console.print("No live sessions.")
+        console.print(f"No live sessions in {_where(settings)}.", highlight=False)
         return
+    # Every column keeps a minimum width and wraps below its natural one (a date at its space),
+    # so a narrow terminal or a pipe gets taller rows, never a truncated id or a vanished column.
     table = Table(
-        "id",
-        "user",
-        "kind",
-        "created",
-        "last seen",
-        "expires",
-        "ip",
-        "user agent",
+        Column("id", no_wrap=True, min_width=SHOWN_ID),
+        Column("user", min_width=5, overflow="fold"),
+        Column("kind", min_width=5),
+        Column("last seen", min_width=10),
+        Column("expires", min_width=10),
+        Column("ip", min_width=7, overflow="fold"),
+        Column("device", min_width=7),
         box=box.SIMPLE_HEAD,
-        caption=f"Times in UTC. ids shortened; revoke takes any unique prefix of "
+        pad_edge=False,
+        caption=f"{_where(settings)}; times in UTC; revoke takes an id or a unique prefix of "
         f"{MIN_PREFIX}+ characters.",
     )
     for info in infos:
-        table.add_row(
+        table.add_row(  # Text: a username or a device name is data, never rich markup
             info.id[:SHOWN_ID],
-            info.user_id or "-",
+            Text(names.get(info.user_id, info.user_id) if info.user_id else "-"),
             info.kind + (" (remembered)" if info.remembered else ""),
-            _date(info.created_at),
             _date(info.last_seen),
             _date(info.expires_at),
-            info.ip or "-",
-            (info.user_agent or "-")[:40],
+            Text(info.ip or "-"),
+            Text(device_label(info.user_agent) if info.user_agent else "-"),
         )
     console.print(table)
 
@@ -126,54 +151,116 @@ def revoke(
         typer.Argument(help=f"The session's id as listed (a unique prefix of {MIN_PREFIX}+)."),
     ] = None,
     user: Annotated[
-        str | None, typer.Option(help="Revoke every session of this user instead.")
+        str | None,
+        typer.Option(
+            help="Instead: everything of this user (a username or a user ID): every session, "
+            "remember-me token, refresh token and access token."
+        ),
     ] = None,
 ) -> None:
-    """End one session by its id, or all sessions of a user; they stop working at once."""
-    if (session_id is None) == (user is None):
-        err_console.print("[red]error:[/red] give either a session id or --user, not both")
-        raise typer.Exit(2)
+    """End one session by its id, or everything of a user; they stop working at once.
+
+    A session of a user also takes its app tokens with it (refresh tokens at once, access tokens
+    as soon as running servers see the revocation: at once with Redis, within seconds with SQL).
+    """
+    if session_id is None and user is None:
+        raise _fail("give the id of a session to revoke, or --user NAME", 2)
+    if session_id is not None and user is not None:
+        raise _fail("give either a session id or --user, not both", 2)
     settings = _settings()
     if user is not None:
-        count = _run(settings, lambda store: store.delete_for_user(user))
-        console.print(f"Revoked {count} session(s) of {user}.", highlight=False)
+
+        async def revoke_user(services: Services) -> tuple[str, int, int, int] | None:
+            user_id, name = await _resolve_user(services, user)
+            done = await services.revoke_user_everywhere(user_id)
+            if name is None and not any(done):
+                return None
+            if name is not None:  # a Tessera account: its security log says who did this
+                await services.events.record(
+                    EventKind.SESSION_REVOKED,
+                    user_id=user_id,
+                    detail={"session": "all", **BY_CLI},
+                )
+            return name or user_id, *done
+
+        revoked = run_with_services(settings, revoke_user)
+        if revoked is None:
+            raise _fail(f"no user is named {user!r}, and nothing is kept for that user ID")
+        who, sessions, remember, families = revoked
+        console.print(
+            f"Revoked {sessions} session(s), {remember} remember-me token(s) and {families} "
+            f"refresh token famil{'y' if families == 1 else 'ies'} of {who}; "
+            "their access tokens are refused from now on.",
+            highlight=False,
+        )
         return
     prefix = (session_id or "").lower()
     if len(prefix) < MIN_PREFIX or len(prefix) > 64 or not _HEX.fullmatch(prefix):
-        err_console.print(
-            f"[red]error:[/red] a session id is {MIN_PREFIX} to 64 hexadecimal characters"
-        )
-        raise typer.Exit(2)
+        raise _fail(f"a session id is {MIN_PREFIX} to 64 hexadecimal characters", 2)
 
-    async def find_and_delete(store: SessionStore) -> list[str]:
-        if len(prefix) == 64:
-            return [prefix] if await store.delete(prefix) else []
+    async def find_and_revoke(services: Services) -> list[SessionRecord]:
+        store = services.sessions.store
         now = SYSTEM_CLOCK.now()
-        matches = [
-            r.id_hash
-            for r in await store.list_all(now, limit=SEARCH_LIMIT)
-            if r.id_hash.startswith(prefix)
-        ]
+        if len(prefix) == 64:
+            # An infinite renewal interval: a read that never slides the session's idle timeout.
+            loaded = await store.load(prefix, now, math.inf)
+            matches = [] if loaded is None else [loaded[0]]
+        else:
+            matches = [
+                r
+                for r in await store.list_all(now, limit=SEARCH_LIMIT)
+                if r.id_hash.startswith(prefix)
+            ]
         if len(matches) == 1:
-            await store.delete(matches[0])
+            record = matches[0]
+            if record.user_id is None:  # anonymous: no tokens, no security log
+                await store.delete(record.id_hash)
+            else:
+                await services.revoke_session(record.user_id, record.id_hash, detail=BY_CLI)
         return matches
 
-    matches = _run(settings, find_and_delete)
+    matches = run_with_services(settings, find_and_revoke)
     if not matches:
-        err_console.print(f"[red]error:[/red] no live session has an id starting {prefix}")
-        raise typer.Exit(1)
+        raise _fail(f"no live session has an id starting {prefix}")
     if len(matches) > 1:
-        err_console.print(
-            f"[red]error:[/red] {len(matches)} sessions have ids starting {prefix}; "
+        raise _fail(
+            f"{len(matches)} sessions have ids starting {prefix}; "
             "give more characters. Nothing was revoked."
         )
-        raise typer.Exit(1)
-    console.print(f"Revoked session {matches[0][:SHOWN_ID]}.", highlight=False)
+    tokens = " and its app tokens" if matches[0].user_id is not None else ""
+    console.print(f"Revoked session {matches[0].id_hash[:SHOWN_ID]}{tokens}.", highlight=False)
 
 
 @app.command()
 def sweep() -> None:
     """Remove expired sessions now (servers also do this on their own)."""
     settings = _settings()
-    count = _run(settings, lambda store: store.sweep(SYSTEM_CLOCK.now()))
+
+    async def run(services: Services) -> int:
+        return await services.sessions.store.sweep(SYSTEM_CLOCK.now())
+
+    count = run_with_services(settings, run)
     console.print(f"Removed {count} expired session(s).", highlight=False)
+
+
+async def _resolve_user(services: Services, given: str) -> tuple[str, str | None]:
+    """The user ID ``given`` names, and the username when it is a Tessera account.
+
+    A username first, then a user ID; anything else is taken as the ID an application uses for
+    its own users (sessions may belong to users Tessera does not keep).
+    """
+    store = services.users.store
+    account = await store.get_by_username(given) or await store.get_by_id(given)
+    if account is None:
+        return given, None
+    return account.id, account.username
+
+
+async def _usernames(services: Services, records: list[SessionRecord]) -> dict[str, str]:
+    """Usernames of the users in ``records`` that are Tessera accounts, by user ID."""
+    names: dict[str, str] = {}
+    for user_id in {r.user_id for r in records if r.user_id is not None}:
+        account = await services.users.store.get_by_id(user_id)
+        if account is not None:
+            names[user_id] = account.username
+    return names

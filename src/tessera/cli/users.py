@@ -3,7 +3,8 @@
 Passwords never appear on the command line (where ``ps`` and shell history would keep them):
 they are prompted for on a terminal, or read from the first line of stdin with
 ``--password-stdin`` for scripts. A password set here, or a disabling, revokes every session and
-remember-me token of the user, as the same change made in the browser would.
+remember-me token, refresh token and access token of the user, as the same change made in the
+browser would.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import typer
 from rich import box
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tessera.cli.common import console, err_console, settings_or_exit
 from tessera.clock import SYSTEM_CLOCK, to_datetime
@@ -28,10 +28,8 @@ from tessera.identity.accounts import UserService
 from tessera.identity.events import EventLog
 from tessera.identity.passwords import MAX_PASSWORD_BYTES, PasswordHasher
 from tessera.identity.users import User
-from tessera.stores.factory import open_session_store
 from tessera.stores.sql import create_engine, ensure_schema
 from tessera.stores.sql_events import SqlEventStore
-from tessera.stores.sql_remember import SqlRememberStore
 from tessera.stores.sql_users import SqlUserStore
 
 __all__ = ["Revoked", "app", "revoke_user_sessions"]
@@ -50,30 +48,26 @@ class Revoked(NamedTuple):
 
     sessions: int
     remember_tokens: int
+    refresh_families: int = 0
 
 
-async def revoke_user_sessions(
-    settings: Settings, user_id: str, *, engine: AsyncEngine | None = None
-) -> Revoked:
-    """Remove every session (browser and app) and remember-me token of the user.
+async def revoke_user_sessions(settings: Settings, user_id: str) -> Revoked:
+    """End every session (browser and app), remember-me token, refresh family and access token
+    of the user, through the server's own services: what a password change in the browser ends.
 
     Sessions live in whichever store ``settings.session_store`` names (a memory store belongs
     to a running server and is empty here); remember-me tokens always live in the database.
+    Running servers refuse the user's access tokens once they see the revocation mark: at once
+    with Redis (pub/sub), within seconds with SQL.
     """
-    store = await open_session_store(settings, engine=engine)
+    from tessera.server.services import open_services  # the server's imports, only when needed
+
+    services = await open_services(settings, SYSTEM_CLOCK)
     try:
-        sessions = await store.delete_for_user(user_id)
+        done = await services.revoke_user_everywhere(user_id)
     finally:
-        await store.close()
-    owned = engine is None
-    db = engine if engine is not None else create_engine(settings.database_url)
-    try:
-        await ensure_schema(db)
-        tokens = await SqlRememberStore(db).delete_for_user(user_id)
-    finally:
-        if owned:
-            await db.dispose()
-    return Revoked(sessions, tokens)
+        await services.close()
+    return Revoked(done.sessions, done.remember_tokens, done.refresh_families)
 
 
 async def _with_service(
@@ -87,7 +81,7 @@ async def _with_service(
 
         async def revoke(user: User) -> None:
             try:
-                revoked = await revoke_user_sessions(settings, user.id, engine=engine)
+                revoked = await revoke_user_sessions(settings, user.id)
             except TesseraError:
                 # The account change is already stored; say so, so nobody retries it blindly.
                 err_console.print(
@@ -96,8 +90,10 @@ async def _with_service(
                 )
                 raise
             console.print(
-                f"Revoked {revoked.sessions} session(s) and {revoked.remember_tokens} "
-                "remember-me token(s).",
+                f"Revoked {revoked.sessions} session(s), {revoked.remember_tokens} remember-me "
+                f"token(s) and {revoked.refresh_families} refresh token famil"
+                f"{'y' if revoked.refresh_families == 1 else 'ies'}; access tokens are refused "
+                "from now on.",
                 highlight=False,
             )
 
