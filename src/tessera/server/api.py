@@ -19,7 +19,7 @@ from tessera.asgi.auth import AuthError, Principal, require_user
 from tessera.consent import Category, ConsentState
 from tessera.errors import NotFound
 from tessera.identity.users import User
-from tessera.server.deps import services_of, session_of
+from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import device_label
 from tessera.server.pages_consent import consent_cookies, current_consent
 
@@ -155,7 +155,10 @@ async def sessions(request: Request, principal: Caller) -> SessionsOut:
 )
 async def revoke_session(request: Request, session_id: str, principal: Caller) -> Response:
     """End one of the caller's sessions and its tokens at once."""
-    if not await services_of(request).revoke_session(principal.user_id, session_id):
+    revoked = await services_of(request).revoke_session(
+        principal.user_id, session_id, ip=client_ip(request), user_agent=user_agent(request)
+    )
+    if not revoked:
         raise NotFound("no such session of yours", code="not_found")
     return Response(status_code=204)
 

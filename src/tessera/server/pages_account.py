@@ -130,7 +130,10 @@ async def revoke_session(request: Request, public_id: str) -> Response:
     if user is None:
         return _to_login()
     current = session_of(request).id
-    if not await services.revoke_session(user.id, public_id):
+    revoked = await services.revoke_session(
+        user.id, public_id, ip=client_ip(request), user_agent=user_agent(request)
+    )
+    if not revoked:
         return await account_page(request, user, 404, error="No such session of yours.")
     if public_id == current:
         return RedirectResponse("/login", status_code=303)

@@ -144,13 +144,25 @@ class Services:
         return Revocation(sessions, remember_tokens, refresh_families)
 
     async def revoke_session(
-        self, user_id: str, public_id: str, *, detail: Mapping[str, DetailValue] | None = None
+        self,
+        user_id: str,
+        public_id: str,
+        *,
+        ip: str | None = None,
+        user_agent: str | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
     ) -> bool:
-        """End one of the user's sessions, browser or app, and its tokens at once."""
+        """End one of the user's sessions, browser or app, and its tokens at once; ``ip`` and
+        ``user_agent`` (of whoever revoked it) go into the security event."""
         revoked = await self.sessions.revoke(user_id, public_id)
         if revoked:
             await self.end_session_tokens(
-                user_id, public_id, EventKind.SESSION_REVOKED, detail=detail
+                user_id,
+                public_id,
+                EventKind.SESSION_REVOKED,
+                ip=ip,
+                user_agent=user_agent,
+                detail=detail,
             )
         return revoked
 
