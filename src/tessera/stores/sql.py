@@ -159,11 +159,9 @@ async def ensure_schema(engine: AsyncEngine) -> None:
     # Imported here, not at the top: the table modules import this one for ``metadata``.
     from tessera.stores import sql_tables  # noqa: F401
 
-    try:
+    with unavailable_on_error():  # a refused connection is an OSError, not a SQLAlchemyError
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade)
-    except SQLAlchemyError as exc:
-        raise StoreUnavailable("sql", type(exc).__name__) from exc
 
 
 def _upgrade(conn: Connection) -> None:
