@@ -424,6 +424,10 @@ async def test_email_change_and_conflict(server: Server) -> None:
         ("curl/8.5.0", "curl"),
         ("my-app/2.1 (build 7)", "my-app"),
         ("Alice's phone", "Alice's phone"),  # an app's device_name, shown whole
+        ("Alice's iPhone", "Alice's iPhone"),  # even when it names a system
+        ("My Windows laptop", "My Windows laptop"),
+        ("Anon\x1b]0;owned\x07\x1b[2J\x9bX", "Anon]0;owned[2JX"),  # no control characters
+        ("\x1b\x07", "Unknown device"),
         ("  Pixel   8 ", "Pixel 8"),
         ("x" * 60, "x" * 40),
         ("", "Unknown device"),
@@ -436,4 +440,6 @@ def test_device_label(agent: str | None, label: str) -> None:
 
 @given(st.text(max_size=300))
 def test_device_label_is_short_for_any_user_agent(agent: str) -> None:
-    assert 0 < len(device_label(agent)) <= 40
+    label = device_label(agent)
+    assert 0 < len(label) <= 40
+    assert label.isprintable()

@@ -199,14 +199,17 @@ def device_label(user_agent: str | None) -> str:
     """
     if not user_agent:
         return "Unknown device"
+    if "/" not in user_agent:
+        # No product token: a device name an app chose ("Alice's iPhone"), shown whole, but
+        # never a control character (an admin's terminal would obey an escape sequence).
+        name = " ".join("".join(c for c in user_agent if c.isprintable()).split())[:40]
+        return name or "Unknown device"
     browser = next((name for marker, name in _BROWSERS if marker in user_agent), None)
     system = next((name for marker, name in _SYSTEMS if marker in user_agent), None)
     if browser and system:
         return f"{browser} on {system}"
     if browser or system:
         return str(browser or system)
-    if "/" not in user_agent and (name := " ".join(user_agent.split())[:40]):
-        return name  # no product token: a device name an app chose ("Alice's phone")
     app = _APP_NAME.match(user_agent)
     return app.group(0) if app else "Unknown device"
 
