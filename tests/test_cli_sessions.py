@@ -26,7 +26,9 @@ def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def seed(*users: str | None, idle_timeout: float = 1800) -> list[tuple[str, str]]:
+def seed(
+    *users: str | None, idle_timeout: float = 1800, user_agent: str = "UA/1"
+) -> list[tuple[str, str]]:
     """Sessions for ``users`` (None: anonymous); (public id, secret id) of each."""
 
     async def main() -> list[tuple[str, str]]:
@@ -35,7 +37,9 @@ def seed(*users: str | None, idle_timeout: float = 1800) -> list[tuple[str, str]
         try:
             made = []
             for user in users:
-                s = await manager.create({"k": 1}, user_id=user, ip="10.1.2.3", user_agent="UA/1")
+                s = await manager.create(
+                    {"k": 1}, user_id=user, ip="10.1.2.3", user_agent=user_agent
+                )
                 assert s.id is not None
                 assert s.secret_id is not None
                 made.append((s.id, s.secret_id))
@@ -148,3 +152,33 @@ def test_memory_store_is_refused_with_a_reason(
     code, output = invoke("list")
     assert code == 2
     assert "inside the server process" in output
+
+
+def test_list_prints_what_clients_sent_as_inert_text(database: str) -> None:
+    """A User-Agent is anyone's to choose: its escape sequences must not reach the terminal,
+    and brackets in names are text, not rich markup."""
+    seed("[red]mallory[/red]", user_agent="Anon\x1b]0;owned\x07\x1b[2J\x9b")
+    code, output = invoke("list")
+    assert code == 0, output
+    assert "\x1b" not in output
+    assert "\x9b" not in output
+    assert "\x07" not in output
+    assert "[red]mallory[/red]" in output
+    assert "Anon]0;owned[2J" in output
+
+
+def test_a_database_path_with_brackets_is_shown_as_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "[b]x"
+    folder.mkdir()
+    monkeypatch.setenv("TESSERA_SESSION_STORE", "sql")
+    monkeypatch.setenv("TESSERA_DATABASE_URL", f"sqlite:///{folder}/t.db")
+    monkeypatch.setenv("COLUMNS", "400")
+    code, output = invoke("list")
+    assert code == 0, output
+    assert "[b]x/t.db" in output
+    seed("alice")
+    code, output = invoke("list")
+    assert code == 0, output
+    assert "[b]x/t.db" in output

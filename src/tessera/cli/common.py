@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from tessera.clock import SYSTEM_CLOCK
 from tessera.config import Settings, load_settings
@@ -20,10 +20,19 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+def plain(value: str) -> Text:
+    """``value`` for a terminal: as text, not rich markup, and without control characters.
+
+    Usernames, device names and addresses come from the network or from other people; an
+    escape sequence among them would otherwise be obeyed by the admin's terminal.
+    """
+    return Text("".join(c if c.isprintable() else "\ufffd" for c in value))
+
+
 def print_error(message: str) -> None:
-    """``error: message`` on stderr, the message as text: an extra's name such as
+    """``error: message`` on stderr, the message as :func:`plain` text: an extra's name such as
     ``tessera[redis]`` or a username would otherwise be read as rich markup and vanish."""
-    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    err_console.print(Text.assemble(("error:", "red"), " ", plain(message)), highlight=False)
 
 
 console = Console()

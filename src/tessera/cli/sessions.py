@@ -17,13 +17,14 @@ from urllib.parse import urlsplit
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Column, Table
-from rich.text import Text
 
 from tessera.cli.common import (
     console,
     database_location,
     err_console,
+    plain,
     print_error,
     run_with_services,
     settings_or_exit,
@@ -114,7 +115,7 @@ def list_sessions(
         raise _fail(f"no user is named {user!r}, and no session has that user ID")
     infos, names = found
     if not infos:
-        console.print(f"No live sessions in {_where(settings)}.", highlight=False)
+        console.print(plain(f"No live sessions in {_where(settings)}."), highlight=False)
         return
     # Every column keeps a minimum width and wraps below its natural one (a date at its space),
     # so a narrow terminal or a pipe gets taller rows, never a truncated id or a vanished column.
@@ -128,18 +129,18 @@ def list_sessions(
         Column("device", min_width=7),
         box=box.SIMPLE_HEAD,
         pad_edge=False,
-        caption=f"{_where(settings)}; times in UTC; revoke takes an id or a unique prefix of "
-        f"{MIN_PREFIX}+ characters.",
+        caption=f"{escape(_where(settings))}; times in UTC; revoke takes an id or a unique "
+        f"prefix of {MIN_PREFIX}+ characters.",
     )
     for info in infos:
-        table.add_row(  # Text: a username or a device name is data, never rich markup
+        table.add_row(  # plain(): names and addresses are data, never markup or escapes
             info.id[:SHOWN_ID],
-            Text(names.get(info.user_id, info.user_id) if info.user_id else "-"),
-            info.kind + (" (remembered)" if info.remembered else ""),
+            plain(names.get(info.user_id, info.user_id) if info.user_id else "-"),
+            plain(info.kind + (" (remembered)" if info.remembered else "")),
             _date(info.last_seen),
             _date(info.expires_at),
-            Text(info.ip or "-"),
-            Text(device_label(info.user_agent) if info.user_agent else "-"),
+            plain(info.ip or "-"),
+            plain(device_label(info.user_agent) if info.user_agent else "-"),
         )
     console.print(table)
 
@@ -188,9 +189,11 @@ def revoke(
             raise _fail(f"no user is named {user!r}, and nothing is kept for that user ID")
         who, sessions, remember, families = revoked
         console.print(
-            f"Revoked {sessions} session(s), {remember} remember-me token(s) and {families} "
-            f"refresh token famil{'y' if families == 1 else 'ies'} of {who}; "
-            "their access tokens are refused from now on.",
+            plain(
+                f"Revoked {sessions} session(s), {remember} remember-me token(s) and {families} "
+                f"refresh token famil{'y' if families == 1 else 'ies'} of {who}; "
+                "their access tokens are refused from now on."
+            ),
             highlight=False,
         )
         return
