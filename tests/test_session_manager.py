@@ -519,6 +519,34 @@ async def test_cap_revokes_the_oldest(store: CountingStore, clock: FakeClock) ->
     assert manager.metrics.get("sessions.capped") == 1
 
 
+async def test_cap_evicts_the_same_kind_first_and_tells_the_hooks(clock: FakeClock) -> None:
+    """An app that logs in again and again evicts its own older sessions, not the browser."""
+    manager = SessionManager(MemorySessionStore(), clock=clock, max_per_user=2)
+    evicted: list[str] = []
+
+    async def hook(record: SessionRecord) -> None:
+        evicted.append(record.id_hash)
+
+    manager.on_evicted.append(hook)
+    browser = await manager.create(user_id="u")
+    clock.advance(1)
+    apps = []
+    for _ in range(3):
+        apps.append(await manager.create(user_id="u", kind="token"))
+        clock.advance(1)
+    listed = [i.id for i in await manager.list_sessions("u")]
+    assert listed == [browser.id, apps[2].id]
+    assert evicted == [apps[0].id, apps[1].id]
+
+
+async def test_a_cap_of_one_still_means_one_session_whatever_the_kind(clock: FakeClock) -> None:
+    manager = SessionManager(MemorySessionStore(), clock=clock, max_per_user=1)
+    await manager.create(user_id="u")
+    clock.advance(1)
+    app = await manager.create(user_id="u", kind="token")
+    assert [i.id for i in await manager.list_sessions("u")] == [app.id]
+
+
 class _RevokedMeanwhile(CountingStore):
     """Someone else revokes the first session this store is asked to delete, just before."""
 

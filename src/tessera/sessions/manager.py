@@ -17,7 +17,7 @@ import json
 import json.encoder
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from tessera.clock import SYSTEM_CLOCK, Clock
@@ -212,6 +212,8 @@ class SessionManager:
         self.max_bytes = max_bytes
         self.max_per_user = max_per_user
         self.metrics = metrics if metrics is not None else Metrics()
+        self.on_evicted: list[Callable[[SessionRecord], Awaitable[None]]] = []
+        """Called with each session the per-user cap removed (after it is deleted)."""
 
     @classmethod
     def from_settings(
@@ -469,14 +471,18 @@ class SessionManager:
 
     async def revoke(self, user_id: str, public_id: str) -> bool:
         """End one session by its public handle, only if it belongs to ``user_id``."""
+        return await self.revoke_record(user_id, public_id) is not None
+
+    async def revoke_record(self, user_id: str, public_id: str) -> SessionRecord | None:
+        """:meth:`revoke`, returning the record it ended (None: nothing of that user's ended)."""
         if not _PUBLIC_ID_RE.fullmatch(public_id):
-            return False
+            return None
         for record in await self.store.list_for_user(user_id, self._now()):
             if record.id_hash == public_id:
                 revoked = await self.store.delete(public_id)
                 self.metrics.incr("sessions.revoked", int(revoked))
-                return revoked
-        return False
+                return record if revoked else None
+        return None
 
     async def revoke_all(self, user_id: str) -> int:
         """End every session of ``user_id`` (e.g. after a password reset); the count."""
@@ -532,7 +538,7 @@ class SessionManager:
         self._bound(session, secret, record)
         self.metrics.incr("sessions.created")
         if record.user_id is not None:
-            await self._enforce_cap(record.user_id, record.id_hash, now)
+            await self._enforce_cap(record, now)
 
     async def _rotate(
         self,
@@ -568,7 +574,7 @@ class SessionManager:
         self._bound(session, secret, new)
         self.metrics.incr("sessions.rotated")
         if new.user_id is not None and record.user_id != new.user_id:
-            await self._enforce_cap(new.user_id, new.id_hash, now)
+            await self._enforce_cap(new, now)
         return self._set_cookie(session, now)
 
     def _bound(self, session: Session, secret: str, record: SessionRecord) -> None:
@@ -579,23 +585,33 @@ class SessionManager:
         session._rotate = session._auth = session.modified = False
         session._absolute_timeout = session._idle_timeout = None
 
-    async def _enforce_cap(self, user_id: str, keep: str, now: float) -> None:
-        """Revoke the user's oldest sessions beyond ``max_per_user`` (never ``keep``)."""
-        if self.max_per_user is None:
+    async def _enforce_cap(self, kept: SessionRecord, now: float) -> None:
+        """Revoke the user's oldest sessions beyond ``max_per_user`` (never ``kept``, the new one).
+
+        The oldest *of the new session's kind* go first, then the oldest of any kind: a script
+        that logs in through the API again and again evicts its own earlier app sessions, not
+        the browser its user is reading in; with a cap of 1 the rule is still "one session".
+        Each session removed is passed to the :attr:`on_evicted` hooks (the server ends its
+        tokens and remember-me login there, and records the event).
+        """
+        if self.max_per_user is None or kept.user_id is None:
             return
-        records = await self.store.list_for_user(user_id, now)
+        records = await self.store.list_for_user(kept.user_id, now)  # oldest first
         excess = len(records) - self.max_per_user
-        for record in records:  # oldest first, as the Protocol promises
-            if excess <= 0:
-                break
-            if record.id_hash == keep:
-                continue
+        if excess <= 0:
+            return
+        others = [r for r in records if r.id_hash != kept.id_hash]
+        same_kind_first = [r for r in others if r.kind == kept.kind] + [
+            r for r in others if r.kind != kept.kind
+        ]
+        for record in same_kind_first[:excess]:
             # Gone either way: deleted now, or already by someone else since the listing (a
             # concurrent revoke, or a delete a store ran twice on a resend). Counting only our
             # own deletes would revoke one session too many.
             if await self.store.delete(record.id_hash):
                 self.metrics.incr("sessions.capped")
-            excess -= 1
+                for hook in self.on_evicted:
+                    await hook(record)
 
     def _gone(self, session: Session) -> SaveResult:
         self.metrics.incr("sessions.gone")
