@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tessera.clock import FakeClock
@@ -150,12 +150,29 @@ async def test_schema_version_1_is_upgraded_in_place(engine: AsyncEngine, clock:
     await ensure_schema(engine)  # a second start finds nothing left to do
     async with engine.connect() as conn:
         version = (await conn.execute(text("SELECT version FROM tessera_schema"))).scalar_one()
-    assert version == sql.SCHEMA_VERSION == 2
+    assert version == sql.SCHEMA_VERSION == 3
     store = SqlSessionStore(engine)
     assert await store.load(old.id_hash, clock.now(), 60.0) == (old, False)
     persistent = record(clock.now(), 1)._replace(persistent=True)
     await store.create(persistent)
     assert await store.load(persistent.id_hash, clock.now(), 60.0) == (persistent, False)
+
+
+async def test_schema_version_2_gets_the_revocation_poll_index(engine: AsyncEngine) -> None:
+    """Version 2 -> 3 indexes revocation marks by instant (servers poll by it), idempotently."""
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP INDEX ix_tessera_revocations_at"))
+        await conn.execute(text("UPDATE tessera_schema SET version = 2 WHERE component = 'core'"))
+    await ensure_schema(engine)
+    await ensure_schema(engine)
+
+    def index_names(sync_conn: Any) -> set[str]:
+        return {i["name"] for i in inspect(sync_conn).get_indexes("tessera_revocations")}
+
+    async with engine.connect() as conn:
+        assert "ix_tessera_revocations_at" in await conn.run_sync(index_names)
+        version = (await conn.execute(text("SELECT version FROM tessera_schema"))).scalar_one()
+    assert version == 3
 
 
 async def test_newer_schema_version_is_refused(engine: AsyncEngine) -> None:

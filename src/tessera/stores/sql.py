@@ -45,7 +45,7 @@ async def guarded(op: Callable[[], Awaitable[T]]) -> T:
         return await op()
 
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bump with a migration step in :data:`MIGRATIONS` whenever a table changes shape."""
 
 schema_info = Table(
@@ -73,7 +73,17 @@ def _add_session_persistent(conn: Connection) -> None:
         )
 
 
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _add_session_persistent}
+def _index_revocations_by_instant(conn: Connection) -> None:
+    """Version 2 -> 3: revocation marks indexed by their instant, for the servers' polls."""
+    conn.execute(
+        sql_text("CREATE INDEX IF NOT EXISTS ix_tessera_revocations_at ON tessera_revocations (at)")
+    )
+
+
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _add_session_persistent,
+    2: _index_revocations_by_instant,
+}
 """Step ``n`` brings a database at schema version ``n`` to ``n + 1`` (inside one transaction)."""
 
 

@@ -19,6 +19,7 @@ revocations = Table(
     Column("at", Float, nullable=False),
     Column("expires_at", Float, nullable=False),
     Index("ix_tessera_revocations_expires", "expires_at"),
+    Index("ix_tessera_revocations_at", "at"),  # load_since; made by migration 2 -> 3 before
 )
 
 _R = revocations.c
@@ -65,6 +66,17 @@ class SqlRevocationStore:
         async def op() -> list[RevocationMark]:
             async with self.engine.connect() as conn:
                 rows = (await conn.execute(select(revocations).where(_R.expires_at > now))).all()
+            return [RevocationMark(MarkKind(r.kind), r.subject, r.at, r.expires_at) for r in rows]
+
+        return await guarded(op)
+
+    async def load_since(self, since: float, now: float) -> list[RevocationMark]:
+        """The live marks made after ``since`` (their ``at``): what a poll needs, not all."""
+
+        async def op() -> list[RevocationMark]:
+            query = select(revocations).where(_R.at > since, _R.expires_at > now)
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(query)).all()
             return [RevocationMark(MarkKind(r.kind), r.subject, r.at, r.expires_at) for r in rows]
 
         return await guarded(op)
