@@ -65,7 +65,7 @@ def test_revoking_an_app_session_ends_its_tokens_on_the_running_server(tmp_path:
             handle = row.split()[0]
 
             revoked = tessera_cli(env, "sessions", "revoke", handle)
-            assert "and its app tokens" in revoked
+            assert "and its app's tokens" in revoked
             assert refused_soon(phone, "/api/v1/me", headers=bearer) == 401
             refresh = phone.post(
                 "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
@@ -73,6 +73,23 @@ def test_revoking_an_app_session_ends_its_tokens_on_the_running_server(tmp_path:
             assert refresh.status_code == 400, refresh.text
             assert refresh.json()["error"] == "invalid_grant"
     assert "session_revoked" in tessera_cli(env, "user", "events", "alice")
+
+
+def test_revoking_a_remembered_browser_keeps_it_out(tmp_path: Path) -> None:
+    """Its remember-me cookie would log it straight back in: that login is forgotten too."""
+    env = cli_env(tmp_path / "t.db", TESSERA_DEV="1", TESSERA_SESSION_STORE="sql", COLUMNS="200")
+    add_users(env, ["alice"])
+    with serve(env, tmp_path) as base, httpx.Client(base_url=base) as browser:
+        browser_login(browser, remember=True)
+        remember = browser.cookies.get("remember")
+        assert remember
+        listing = tessera_cli(env, "sessions", "list", "--user", "alice")
+        (row,) = [line for line in listing.splitlines() if " browser " in line]
+        revoked = tessera_cli(env, "sessions", "revoke", row.split()[0])
+        assert "remember-me login" in revoked
+        assert browser.get("/api/v1/me").status_code == 401
+        with httpx.Client(base_url=base, cookies={"remember": remember}) as returning:
+            assert returning.get("/api/v1/me").status_code == 401
 
 
 def test_revoking_a_user_ends_remember_me_and_every_token(tmp_path: Path) -> None:

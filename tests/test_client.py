@@ -123,7 +123,7 @@ async def test_a_revoked_session_raises_login_required_and_stays_out(server: Ser
         await client.get("/api/v1/me")
         assert auth.tokens is not None
         claims = server.services.verifier.verify(auth.tokens.access_token)
-        assert await server.services.revoke_session(claims.sub, claims.sid)
+        assert await server.services.revoker.revoke_session(claims.sub, claims.sid)
         with pytest.raises(LoginRequired) as caught:
             await client.get("/api/v1/me")
         assert caught.value.code == "login_required"

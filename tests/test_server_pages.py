@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tessera.identity.events import EventKind
 from tessera.identity.passwords import FAST_INSECURE_PROFILE, PasswordHasher
 from tessera.server.pages import device_label, safe_next
+from tessera.sessions import hash_session_id
 from tests.browser_helpers import (
     PASSWORD,
     Server,
@@ -297,6 +298,35 @@ async def test_revoking_a_session_logs_that_browser_out(server: Server) -> None:
         if e.kind is EventKind.SESSION_REVOKED
     ]
     assert "Firefox" in (event.user_agent or "")  # who revoked it: the laptop, not the phone
+
+
+@pytest.mark.parametrize("restored", [False, True], ids=["password_login", "restored_login"])
+async def test_revoking_a_remembered_browser_also_forgets_its_remember_me(
+    server: Server, restored: bool
+) -> None:
+    """Revoking one remembered browser must not let its remember-me cookie log it straight back
+    in; the user's other remembered browsers keep theirs."""
+    async with server.client() as laptop, server.client() as desk, server.client() as phone:
+        await login(laptop, remember=True)
+        await login(desk, remember=True)
+        if restored:  # the laptop's session is one the remember-me cookie restored
+            value = laptop.cookies[REMEMBER]
+            laptop.cookies.clear()
+            laptop.cookies.set(REMEMBER, value, domain="testserver.local")
+            assert (await laptop.get("/account")).status_code == 200
+        server.clock.advance(1)
+        await login(phone)
+        page = await phone.get("/account")
+        ids = re.findall(r'action="/account/sessions/([0-9a-f]{64})/revoke"', page.text)
+        laptop_id = hash_session_id(laptop.cookies[SESSION])
+        assert laptop_id in ids
+        assert (await post_form(phone, f"/account/sessions/{laptop_id}/revoke")).status_code == 303
+        kept_remember = desk.cookies[REMEMBER]
+        remember = laptop.cookies[REMEMBER]
+    async with server.browser_with(REMEMBER, remember) as returning:
+        assert (await returning.get("/account")).status_code == 303  # to the login page
+    async with server.browser_with(REMEMBER, kept_remember) as other:
+        assert (await other.get("/account")).status_code == 200
 
 
 async def test_nobody_revokes_another_users_session(server: Server) -> None:

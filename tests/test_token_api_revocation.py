@@ -29,7 +29,7 @@ async def logout(server: Server, client: httpx.AsyncClient, victim: str, survivo
 
 async def revoke_session(server: Server, client: httpx.AsyncClient, victim: str, _: str) -> None:
     claims = server.services.verifier.verify(victim)
-    assert await server.services.revoke_session(claims.sub, claims.sid)
+    assert await server.services.revoker.revoke_session(claims.sub, claims.sid)
 
 
 async def sessions_list(
@@ -51,7 +51,9 @@ async def disable(server: Server, client: httpx.AsyncClient, victim: str, _: str
 
 
 async def everywhere(server: Server, client: httpx.AsyncClient, victim: str, _: str) -> None:
-    await server.services.revoke_user_everywhere(server.services.verifier.verify(victim).sub)
+    await server.services.revoker.revoke_user_everywhere(
+        server.services.verifier.verify(victim).sub
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,3 +98,29 @@ async def test_revocation_cuts_the_session_off_at_once(
         assert refused.json()["error"] == "invalid_grant"
         other = await client.get(WHOAMI, headers=bearer(survivor["access_token"]))
         assert (other.status_code == 200) is survivor_lives
+
+
+async def test_the_session_cap_ends_the_evicted_apps_tokens(tmp_path: Path) -> None:
+    """An app session the per-user cap removes is revoked like any other: its access token is
+    refused at once, its refresh token too, and the user's security log says why."""
+    async with running(make_settings(tmp_path, session_max_per_user=2)) as server:
+        user_id = await server.add_user("alice")
+        async with server.client() as client:
+            tokens = []
+            for _ in range(3):
+                tokens.append(await login(client))
+                server.clock.advance(1)
+            first, second, third = tokens
+            evicted = await client.get(WHOAMI, headers=bearer(first["access_token"]))
+            assert evicted.status_code == 401
+            refresh = await client.post(
+                "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+            )
+            assert refresh.status_code == 400
+            for kept in (second, third):
+                live = await client.get(WHOAMI, headers=bearer(kept["access_token"]))
+                assert live.status_code == 200
+        events = await server.services.events.list_for_user(user_id)
+        assert [e.detail.get("reason") for e in events if e.kind.value == "session_revoked"] == [
+            "session_cap"
+        ]

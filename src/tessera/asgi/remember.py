@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.cookies import CookiePolicy, parse_cookie_header
 from tessera.identity.remember import DEFAULT_LIFETIME, RememberMe, TheftDetected
+from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
 from tessera.sessions import Session
 
 UserCheck = Callable[[str], Awaitable[bool]]
@@ -94,6 +95,7 @@ class RememberMeMiddleware:
                 await self.remember.forget_user(result.user_id)
             return deletion
         session.login(result.user_id, remembered=True)
+        session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
         await self.on_restored(result.user_id, scope)
         if result.cookie_value is None:
             return None

@@ -15,7 +15,7 @@ from tessera.config import Settings, load_settings
 from tessera.errors import ConfigError, TesseraError
 
 if TYPE_CHECKING:
-    from tessera.server.services import Services
+    from tessera.server.services import AdminKit
 
 T = TypeVar("T")
 
@@ -60,22 +60,20 @@ def database_location(url: str) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
-def run_with_services(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
-    """Open what a server process holds (stores, keys, revocation feed), run ``work``, close.
+def run_admin(settings: Settings, work: Callable[[AdminKit], Awaitable[T]]) -> T:
+    """Open the stores (:func:`~tessera.server.services.open_admin`), run ``work``, close them.
 
-    Commands that revoke go through the server's own services, so a revocation from the command
-    line ends exactly what the same revocation in the browser ends: sessions, remember-me and
-    refresh tokens, and access tokens (a revocation mark that running servers pick up). A store
-    or database error is one line and exit status 1.
+    Commands that revoke go through the server's own :class:`~tessera.server.revoker.Revoker`,
+    so a revocation from the command line ends exactly what the same revocation in the browser
+    ends: sessions, remember-me and refresh tokens, and access tokens (a revocation mark that
+    running servers pick up). No keys are read or made. A setting this installation cannot serve
+    is one line and exit status 2; a store or database that fails, one line and exit status 1.
     """
-    from tessera.server.services import open_services  # the server's imports, only when needed
+    from tessera.server.services import open_admin  # the server's imports, only when needed
 
     async def main() -> T:
-        services = await open_services(settings, SYSTEM_CLOCK)
-        try:
-            return await work(services)
-        finally:
-            await services.close()
+        async with open_admin(settings, SYSTEM_CLOCK) as kit:
+            return await work(kit)
 
     try:
         return asyncio.run(main())

@@ -3,9 +3,9 @@
 Sessions are shown by their public handle (the digest the store keys on), never by the ID in
 the cookie; a handle can revoke a session but cannot be used to impersonate anyone. Users are
 named by username; a user ID is taken too, for sessions an application keeps for users that are
-not Tessera accounts. Revocations go through the server's services (see
-:func:`~tessera.cli.common.run_with_services`), so they end a session's tokens too and are
-recorded in the user's security events.
+not Tessera accounts. Revocations go through the server's :class:`~tessera.server.revoker.Revoker`
+(see :func:`~tessera.cli.common.run_admin`), so they end a session's tokens and remember-me
+login too, and are recorded in the user's security events.
 """
 
 from __future__ import annotations
@@ -26,18 +26,19 @@ from tessera.cli.common import (
     err_console,
     plain,
     print_error,
-    run_with_services,
+    run_admin,
     settings_or_exit,
 )
 from tessera.clock import SYSTEM_CLOCK, to_datetime
 from tessera.config import Settings
 from tessera.identity.events import EventKind
+from tessera.identity.remember import remembered_selector
 from tessera.sessions import SessionInfo
 from tessera.stores.sessions import SessionRecord
 
 if TYPE_CHECKING:
     # Imported by the commands that run, not here: `tessera --help` stays quick.
-    from tessera.server.services import Services
+    from tessera.server.services import AdminKit
 
 app = typer.Typer(
     help="List, revoke and sweep sessions in the store of TESSERA_SESSION_STORE (sql or redis). "
@@ -93,24 +94,24 @@ def list_sessions(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many.")] = 50,
 ) -> None:
-    """Show live sessions, newest first (a user's: oldest first)."""
+    """Show live sessions, newest first (a user's: their newest, oldest first)."""
     from tessera.server.pages import device_label
 
     settings = _settings()
 
-    async def fetch(services: Services) -> tuple[list[SessionInfo], dict[str, str]] | None:
+    async def fetch(kit: AdminKit) -> tuple[list[SessionInfo], dict[str, str]] | None:
         now = SYSTEM_CLOCK.now()
-        store = services.sessions.store
+        store = kit.sessions.store
         if user is not None:
-            user_id, name = await _resolve_user(services, user)
-            records = (await store.list_for_user(user_id, now))[:limit]
+            user_id, name = await _resolve_user(kit, user)
+            records = (await store.list_for_user(user_id, now))[-limit:]  # the newest
             if not records and name is None:
                 return None  # neither an account nor anybody's sessions: a typo, most likely
         else:
             records = await store.list_all(now, limit=limit)
-        return [SessionInfo.from_record(r) for r in records], await _usernames(services, records)
+        return [SessionInfo.from_record(r) for r in records], await _usernames(kit, records)
 
-    found = run_with_services(settings, fetch)
+    found = run_admin(settings, fetch)
     if found is None:
         raise _fail(f"no user is named {user!r}, and no session has that user ID")
     infos, names = found
@@ -159,10 +160,12 @@ def revoke(
         ),
     ] = None,
 ) -> None:
-    """End one session by its id, or everything of a user; they stop working at once.
+    """End one session by its id, or everything of a user.
 
-    A session of a user also takes its app tokens with it (refresh tokens at once, access tokens
-    as soon as running servers see the revocation: at once with Redis, within seconds with SQL).
+    A session ends with everything that would bring it back: an app session's refresh tokens,
+    a remembered browser's remember-me login, and the access tokens issued for it, which running
+    servers refuse as soon as they see the revocation (at once with Redis, within two seconds
+    with SQL).
     """
     if session_id is None and user is None:
         raise _fail("give the id of a session to revoke, or --user NAME", 2)
@@ -171,28 +174,30 @@ def revoke(
     settings = _settings()
     if user is not None:
 
-        async def revoke_user(services: Services) -> tuple[str, int, int, int] | None:
-            user_id, name = await _resolve_user(services, user)
-            done = await services.revoke_user_everywhere(user_id)
-            if name is None and not any(done):
-                return None
+        async def revoke_user(kit: AdminKit) -> tuple[str, int, int, int] | None:
+            user_id, name = await _resolve_user(kit, user)
+            if name is None and not await kit.sessions.store.list_for_user(
+                user_id, SYSTEM_CLOCK.now()
+            ):
+                return None  # neither an account nor anybody's sessions: a typo, most likely
+            done = await kit.revoker.revoke_user_everywhere(user_id)
             if name is not None:  # a Tessera account: its security log says who did this
-                await services.events.record(
+                await kit.events.record(
                     EventKind.SESSION_REVOKED,
                     user_id=user_id,
                     detail={"session": "all", **BY_CLI},
                 )
             return name or user_id, *done
 
-        revoked = run_with_services(settings, revoke_user)
+        revoked = run_admin(settings, revoke_user)
         if revoked is None:
-            raise _fail(f"no user is named {user!r}, and nothing is kept for that user ID")
+            raise _fail(f"no user is named {user!r}, and no session has that user ID")
         who, sessions, remember, families = revoked
         console.print(
             plain(
                 f"Revoked {sessions} session(s), {remember} remember-me token(s) and {families} "
-                f"refresh token famil{'y' if families == 1 else 'ies'} of {who}; "
-                "their access tokens are refused from now on."
+                f"refresh token famil{'y' if families == 1 else 'ies'} of {who}, and their "
+                "access tokens."
             ),
             highlight=False,
         )
@@ -201,8 +206,8 @@ def revoke(
     if len(prefix) < MIN_PREFIX or len(prefix) > 64 or not _HEX.fullmatch(prefix):
         raise _fail(f"a session id is {MIN_PREFIX} to 64 hexadecimal characters", 2)
 
-    async def find_and_revoke(services: Services) -> list[SessionRecord]:
-        store = services.sessions.store
+    async def find_and_revoke(kit: AdminKit) -> tuple[list[SessionRecord], bool]:
+        store = kit.sessions.store
         now = SYSTEM_CLOCK.now()
         if len(prefix) == 64:
             # An infinite renewal interval: a read that never slides the session's idle timeout.
@@ -214,24 +219,29 @@ def revoke(
                 for r in await store.list_all(now, limit=SEARCH_LIMIT)
                 if r.id_hash.startswith(prefix)
             ]
-        if len(matches) == 1:
-            record = matches[0]
-            if record.user_id is None:  # anonymous: no tokens, no security log
-                await store.delete(record.id_hash)
-            else:
-                await services.revoke_session(record.user_id, record.id_hash, detail=BY_CLI)
-        return matches
+        if len(matches) != 1:
+            return matches, False
+        record = matches[0]
+        if record.user_id is None:  # anonymous: no tokens, no security log
+            return matches, await store.delete(record.id_hash)
+        ended = await kit.revoker.revoke_session(record.user_id, record.id_hash, detail=BY_CLI)
+        return matches, ended
 
-    matches = run_with_services(settings, find_and_revoke)
-    if not matches:
+    matches, ended = run_admin(settings, find_and_revoke)
+    if not matches or (len(matches) == 1 and not ended):  # ended meanwhile, by itself or else
         raise _fail(f"no live session has an id starting {prefix}")
     if len(matches) > 1:
         raise _fail(
             f"{len(matches)} sessions have ids starting {prefix}; "
             "give more characters. Nothing was revoked."
         )
-    tokens = " and its app tokens" if matches[0].user_id is not None else ""
-    console.print(f"Revoked session {matches[0].id_hash[:SHOWN_ID]}{tokens}.", highlight=False)
+    record = matches[0]
+    also = ""
+    if record.kind == "token":
+        also = " and its app's tokens"
+    elif remembered_selector(record.data) is not None:
+        also = " and the remember-me login that would restore it"
+    console.print(f"Revoked session {record.id_hash[:SHOWN_ID]}{also}.", highlight=False)
 
 
 @app.command()
@@ -239,31 +249,31 @@ def sweep() -> None:
     """Remove expired sessions now (servers also do this on their own)."""
     settings = _settings()
 
-    async def run(services: Services) -> int:
-        return await services.sessions.store.sweep(SYSTEM_CLOCK.now())
+    async def run(kit: AdminKit) -> int:
+        return await kit.sessions.store.sweep(SYSTEM_CLOCK.now())
 
-    count = run_with_services(settings, run)
+    count = run_admin(settings, run)
     console.print(f"Removed {count} expired session(s).", highlight=False)
 
 
-async def _resolve_user(services: Services, given: str) -> tuple[str, str | None]:
+async def _resolve_user(kit: AdminKit, given: str) -> tuple[str, str | None]:
     """The user ID ``given`` names, and the username when it is a Tessera account.
 
     A username first, then a user ID; anything else is taken as the ID an application uses for
     its own users (sessions may belong to users Tessera does not keep).
     """
-    store = services.users.store
+    store = kit.users
     account = await store.get_by_username(given) or await store.get_by_id(given)
     if account is None:
         return given, None
     return account.id, account.username
 
 
-async def _usernames(services: Services, records: list[SessionRecord]) -> dict[str, str]:
+async def _usernames(kit: AdminKit, records: list[SessionRecord]) -> dict[str, str]:
     """Usernames of the users in ``records`` that are Tessera accounts, by user ID."""
     names: dict[str, str] = {}
     for user_id in {r.user_id for r in records if r.user_id is not None}:
-        account = await services.users.store.get_by_id(user_id)
+        account = await kit.users.get_by_id(user_id)
         if account is not None:
             names[user_id] = account.username
     return names

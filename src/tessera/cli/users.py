@@ -20,10 +20,10 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from tessera.cli.common import console, err_console, settings_or_exit
+from tessera.cli.common import console, err_console, print_error, settings_or_exit
 from tessera.clock import SYSTEM_CLOCK, to_datetime
 from tessera.config import Settings
-from tessera.errors import NotFound, TesseraError
+from tessera.errors import ConfigError, NotFound, TesseraError
 from tessera.identity.accounts import UserService
 from tessera.identity.events import EventLog
 from tessera.identity.passwords import MAX_PASSWORD_BYTES, PasswordHasher
@@ -53,20 +53,17 @@ class Revoked(NamedTuple):
 
 async def revoke_user_sessions(settings: Settings, user_id: str) -> Revoked:
     """End every session (browser and app), remember-me token, refresh family and access token
-    of the user, through the server's own services: what a password change in the browser ends.
+    of the user, through the server's own Revoker: what a password change in the browser ends.
 
     Sessions live in whichever store ``settings.session_store`` names (a memory store belongs
     to a running server and is empty here); remember-me tokens always live in the database.
     Running servers refuse the user's access tokens once they see the revocation mark: at once
     with Redis (pub/sub), within seconds with SQL.
     """
-    from tessera.server.services import open_services  # the server's imports, only when needed
+    from tessera.server.services import open_admin  # the server's imports, only when needed
 
-    services = await open_services(settings, SYSTEM_CLOCK)
-    try:
-        done = await services.revoke_user_everywhere(user_id)
-    finally:
-        await services.close()
+    async with open_admin(settings, SYSTEM_CLOCK) as kit:
+        done = await kit.revoker.revoke_user_everywhere(user_id)
     return Revoked(done.sessions, done.remember_tokens, done.refresh_families)
 
 
@@ -92,8 +89,7 @@ async def _with_service(
             console.print(
                 f"Revoked {revoked.sessions} session(s), {revoked.remember_tokens} remember-me "
                 f"token(s) and {revoked.refresh_families} refresh token famil"
-                f"{'y' if revoked.refresh_families == 1 else 'ies'}; access tokens are refused "
-                "from now on.",
+                f"{'y' if revoked.refresh_families == 1 else 'ies'}.",
                 highlight=False,
             )
 
@@ -111,11 +107,15 @@ async def _with_service(
 
 
 def _run(settings: Settings, work: Callable[[UserService, EventLog], Awaitable[T]]) -> T:
-    """Run ``work``; a Tessera error becomes a one-line message and exit status 1."""
+    """Run ``work``; a Tessera error becomes a one-line message and exit status 1 (2 for a
+    setting this installation cannot serve, as every command does)."""
     try:
         return asyncio.run(_with_service(settings, work))
+    except ConfigError as exc:
+        print_error(exc.message)
+        raise typer.Exit(2) from None
     except TesseraError as exc:
-        err_console.print(Text.assemble(("error: ", "red"), exc.message))
+        print_error(exc.message)
         raise typer.Exit(1) from None
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 import secrets
 from dataclasses import dataclass, replace
@@ -33,6 +34,24 @@ DEFAULT_LIFETIME = 30 * 86400
 DEFAULT_GRACE = 10.0
 
 _TOKEN_RE = re.compile(r"^([A-Za-z0-9_-]{22}):([A-Za-z0-9_-]{43})$")
+_SELECTOR_RE = re.compile(r"[A-Za-z0-9_-]{22}")
+
+SESSION_KEY = "_remember"
+"""Where a session keeps the selector of the remember-me token that logged it in (set at a
+login with "remember me" and at every automatic login): revoking that one session then forgets
+its token too, or the browser would log straight back in. A selector alone logs nobody in."""
+
+
+def remembered_selector(session_data: bytes) -> str | None:
+    """The remember-me selector a stored session's data names (see :data:`SESSION_KEY`)."""
+    if SESSION_KEY.encode() not in session_data:
+        return None  # most sessions: no JSON decode
+    try:
+        data = json.loads(session_data)
+    except ValueError:
+        return None
+    selector = data.get(SESSION_KEY) if isinstance(data, dict) else None
+    return selector if isinstance(selector, str) and _SELECTOR_RE.fullmatch(selector) else None
 
 
 def _digest(validator: str) -> str:

@@ -155,7 +155,7 @@ async def sessions(request: Request, principal: Caller) -> SessionsOut:
 )
 async def revoke_session(request: Request, session_id: str, principal: Caller) -> Response:
     """End one of the caller's sessions and its tokens at once."""
-    revoked = await services_of(request).revoke_session(
+    revoked = await services_of(request).revoker.revoke_session(
         principal.user_id, session_id, ip=client_ip(request), user_agent=user_agent(request)
     )
     if not revoked:

@@ -130,7 +130,7 @@ async def revoke_session(request: Request, public_id: str) -> Response:
     if user is None:
         return _to_login()
     current = session_of(request).id
-    revoked = await services.revoke_session(
+    revoked = await services.revoker.revoke_session(
         user.id, public_id, ip=client_ip(request), user_agent=user_agent(request)
     )
     if not revoked:
@@ -148,7 +148,7 @@ async def revoke_others(request: Request) -> Response:
     user = await _logged_in_user(request)
     if user is None or session.id is None:
         return _to_login()
-    await services.revoke_user_everywhere(user.id, keep_session=session.id)
+    await services.revoker.revoke_user_everywhere(user.id, keep_session=session.id)
     await services.events.record(
         EventKind.SESSION_REVOKED,
         user_id=user.id,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -26,7 +26,7 @@ from tessera.cookies import CookiePolicy
 from tessera.csrf import CsrfProtector
 from tessera.errors import StoreUnavailable
 from tessera.identity.accounts import UserService
-from tessera.identity.events import DetailValue, EventKind, EventLog
+from tessera.identity.events import EventLog
 from tessera.identity.passwords import PasswordHasher
 from tessera.identity.remember import RememberMe
 from tessera.identity.throttle import LoginThrottle
@@ -34,11 +34,13 @@ from tessera.identity.users import User
 from tessera.keys_live import LiveKeyRing
 from tessera.keys_store import open_key_store
 from tessera.metrics import Metrics
+from tessera.server.revoker import Revoker
 from tessera.sessions import SessionManager
 from tessera.stores import sql
 from tessera.stores.factory import open_session_store
 from tessera.stores.sql_events import SqlEventStore
 from tessera.stores.sql_remember import SqlRememberStore
+from tessera.stores.sql_revocations import SqlRevocationStore
 from tessera.stores.sql_users import SqlUserStore
 from tessera.tokens import RefreshTokens, RevocationView, TokenIssuer, TokenVerifier
 from tessera.tokens.cache import VerifiedTokenCache
@@ -89,14 +91,6 @@ def cookie_registry(settings: Settings) -> CookieRegistry:
     )
 
 
-class Revocation(NamedTuple):
-    """What :meth:`Services.revoke_user_everywhere` ended."""
-
-    sessions: int
-    remember_tokens: int
-    refresh_families: int
-
-
 @dataclass
 class Services:
     """Everything the app needs at request time."""
@@ -117,6 +111,7 @@ class Services:
     verifier: TokenVerifier
     refresh: RefreshTokens
     revocations: RevocationView
+    revoker: Revoker
     metrics: Metrics = field(default_factory=Metrics)
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -125,71 +120,6 @@ class Services:
     def cookie_name(self, base: str) -> str:
         """The name a cookie is set under: ``__Host-`` prefixed outside development mode."""
         return self.cookie_policy.name(base)
-
-    async def revoke_user_everywhere(
-        self, user_id: str, *, keep_session: str | None = None
-    ) -> Revocation:
-        """End every session, remember-me token, refresh family and access token of a user.
-
-        ``keep_session`` (a public session handle) survives: the browser that changed the
-        password stays logged in, everything else is cut off at once.
-        """
-        if keep_session is None:
-            sessions = await self.sessions.revoke_all(user_id)
-        else:
-            sessions = await self.sessions.revoke_others(user_id, keep_session)
-        remember_tokens = await self.remember.forget_user(user_id)
-        refresh_families = await self.refresh.revoke_user(user_id)
-        await self.revocations.revoke_user(user_id, self.clock.now())
-        return Revocation(sessions, remember_tokens, refresh_families)
-
-    async def revoke_session(
-        self,
-        user_id: str,
-        public_id: str,
-        *,
-        ip: str | None = None,
-        user_agent: str | None = None,
-        detail: Mapping[str, DetailValue] | None = None,
-    ) -> bool:
-        """End one of the user's sessions, browser or app, and its tokens at once; ``ip`` and
-        ``user_agent`` (of whoever revoked it) go into the security event."""
-        revoked = await self.sessions.revoke(user_id, public_id)
-        if revoked:
-            await self.end_session_tokens(
-                user_id,
-                public_id,
-                EventKind.SESSION_REVOKED,
-                ip=ip,
-                user_agent=user_agent,
-                detail=detail,
-            )
-        return revoked
-
-    async def end_session_tokens(
-        self,
-        user_id: str,
-        public_id: str,
-        event: EventKind,
-        *,
-        ip: str | None = None,
-        user_agent: str | None = None,
-        detail: Mapping[str, DetailValue] | None = None,
-    ) -> None:
-        """Kill a session's refresh families and access tokens now, and record ``event``.
-
-        The revocation mark is set even when the session record is already gone (expired,
-        swept): access tokens outlive nothing they should.
-        """
-        await self.refresh.revoke_session(public_id)
-        await self.revocations.revoke_session(public_id, self.clock.now())
-        await self.events.record(
-            event,
-            user_id=user_id,
-            ip=ip,
-            user_agent=user_agent,
-            detail={"session": public_id[:12], **(detail or {})},
-        )
 
     async def check_health(self) -> dict[str, str]:
         """``{part: "ok" | reason}`` for every registered part; never raises."""
@@ -234,16 +164,7 @@ async def open_services(
         keys = await LiveKeyRing.open(
             open_key_store(settings, engine), clock, signing_alg=settings.signing_algorithm
         )
-        redis = _redis_client(settings) if settings.session_store == "redis" else None
-        if redis is not None:
-            closers.append(redis.aclose)
-            from tessera.stores.redis_sessions import RedisSessionStore
-
-            # Built here rather than by the factory so that it shares the client and the prefix.
-            session_store: SessionStore = RedisSessionStore(redis, settings.redis_prefix)
-        else:
-            session_store = await open_session_store(settings, engine=engine, metrics=metrics)
-        closers.append(session_store.close)
+        redis, session_store = await _session_store(settings, engine, closers, metrics)
         if settings.session_store != "sql":
             health["sessions"] = session_store.ping
         throttle_store, refresh_store, revocation_store = _token_stores(
@@ -269,6 +190,9 @@ async def open_services(
     refresh = RefreshTokens(
         refresh_store, clock, family_ttl=settings.refresh_token_ttl, metrics=metrics
     )
+
+    revoker = Revoker(sessions, remember, refresh, revocations, events, clock)
+    sessions.on_evicted.append(revoker.session_evicted)
 
     def ring() -> Any:
         return keys.ring
@@ -300,13 +224,14 @@ async def open_services(
         ),
         refresh=refresh,
         revocations=revocations,
+        revoker=revoker,
         metrics=metrics,
         health_checks=health,
         closers=closers,
     )
 
     async def on_password_changed(user: User) -> None:
-        await services.revoke_user_everywhere(user.id)
+        await revoker.revoke_user_everywhere(user.id)
 
     services.users.on_password_changed.append(on_password_changed)
     services.users.on_disabled.append(on_password_changed)
@@ -318,11 +243,79 @@ async def open_services(
         services.tasks.append(
             asyncio.create_task(_listen(revocations, stop), name="tessera-revocations")
         )
-    elif settings.session_store == "sql":
+    elif isinstance(revocation_store, SqlRevocationStore):
         services.tasks.append(
-            asyncio.create_task(_reload(revocations, stop), name="tessera-revocations")
+            asyncio.create_task(
+                _reload(revocations, revocation_store, clock, stop), name="tessera-revocations"
+            )
         )
     return services
+
+
+async def _session_store(
+    settings: Settings,
+    engine: AsyncEngine,
+    closers: list[Callable[[], Awaitable[None]]],
+    metrics: Metrics | None = None,
+) -> tuple[Redis | None, SessionStore]:
+    """The configured session store, and the Redis client it shares when it is Redis (both
+    added to ``closers``)."""
+    if settings.session_store != "redis":
+        store = await open_session_store(settings, engine=engine, metrics=metrics)
+        closers.append(store.close)
+        return None, store
+    from tessera.stores.redis_sessions import RedisSessionStore
+
+    redis = _redis_client(settings)
+    closers.append(redis.aclose)
+    # Built here rather than by the factory so that it shares the client and the prefix.
+    redis_store = RedisSessionStore(redis, settings.redis_prefix)
+    closers.append(redis_store.close)
+    return redis, redis_store
+
+
+@dataclass
+class AdminKit:
+    """What the command line needs to list and revoke sessions: the stores, no keys, no tasks.
+
+    A revocation made with it ends what the same revocation in a running server ends; running
+    servers learn of it through the revocation store (pushed with Redis, reloaded with SQL).
+    """
+
+    sessions: SessionManager
+    users: SqlUserStore
+    events: EventLog
+    revoker: Revoker
+
+
+@contextlib.asynccontextmanager
+async def open_admin(settings: Settings, clock: Clock) -> AsyncIterator[AdminKit]:
+    """Open the stores an :class:`AdminKit` needs, and close them after."""
+    engine = sql.create_engine(settings.database_url)
+    closers: list[Callable[[], Awaitable[None]]] = []
+    try:
+        await sql.ensure_schema(engine)
+        redis, session_store = await _session_store(settings, engine, closers)
+        _, refresh_store, revocation_store = _token_stores(
+            settings, engine, redis, settings.redis_prefix
+        )
+        sessions = SessionManager.from_settings(settings, session_store, clock)
+        events = EventLog(SqlEventStore(engine), clock)
+        revoker = Revoker(
+            sessions,
+            RememberMe(SqlRememberStore(engine), clock),
+            RefreshTokens(refresh_store, clock, family_ttl=settings.refresh_token_ttl),
+            RevocationView(revocation_store, clock, max_token_lifetime=settings.access_token_ttl),
+            events,
+            clock,
+        )
+        sessions.on_evicted.append(revoker.session_evicted)
+        yield AdminKit(sessions, SqlUserStore(engine), events, revoker)
+    finally:
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
+        await engine.dispose()
 
 
 def _setter(event: asyncio.Event) -> Callable[[], Awaitable[None]]:
@@ -360,7 +353,6 @@ def _token_stores(
 
         return MemoryThrottleStore(), MemoryRefreshTokenStore(), MemoryRevocationStore()
     from tessera.stores.sql_refresh import SqlRefreshTokenStore
-    from tessera.stores.sql_revocations import SqlRevocationStore
     from tessera.stores.sql_throttle import SqlThrottleStore
 
     return SqlThrottleStore(engine), SqlRefreshTokenStore(engine), SqlRevocationStore(engine)
@@ -385,24 +377,54 @@ async def _sweep(services: Services, stop: asyncio.Event) -> None:
 
 
 REVOCATION_RELOAD_INTERVAL = 2.0
-"""Seconds between two reloads of the revocation marks from SQL, which has no push feed."""
+"""Seconds between two polls of the revocation marks in SQL, which has no push feed."""
+REVOCATION_FULL_RELOAD_EVERY = 30
+"""Every this many polls (a minute), all live marks are read again and the dead ones swept."""
+REVOCATION_POLL_MARGIN = 60.0
+"""Seconds a poll looks back before the newest mark it has seen: marks are stamped by the
+clock of the process that made them, and a transaction may commit after a later one."""
 
 
-async def _reload(view: RevocationView, stop: asyncio.Event) -> None:
+async def _reload(
+    view: RevocationView, store: SqlRevocationStore, clock: Clock, stop: asyncio.Event
+) -> None:
     """Take the marks other processes stored (other servers, ``tessera sessions revoke``).
 
-    SQL has no feed, so this polls: one indexed read of the live marks (those of the last
-    access-token lifetime, a few rows) every couple of seconds. That bounds how long an access
-    token outlives a revocation made elsewhere; this process's own revocations apply at once.
+    SQL has no feed, so this polls: every couple of seconds, one indexed read of the marks made
+    since the last poll (less a margin), and once a minute a full reload, which also catches a
+    mark from a process whose clock is far behind, and a sweep of the dead marks. That bounds
+    how long an access token outlives a revocation made elsewhere; this process's own
+    revocations apply at once. An outage is logged once, not on every poll; nothing ends it.
     """
+    newest = clock.now()
+    polls = 0
+    failing = False
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), timeout=REVOCATION_RELOAD_INTERVAL)
+            return
         except TimeoutError:
-            try:
+            pass
+        polls += 1
+        now = clock.now()
+        try:
+            if polls % REVOCATION_FULL_RELOAD_EVERY == 0:
                 await view.load()
-            except StoreUnavailable as exc:
-                log.warning("revocation reload skipped: %s", exc.message)
+                await store.sweep(now)
+            else:
+                for mark in await store.load_since(newest - REVOCATION_POLL_MARGIN, now):
+                    view.apply(mark)
+                    newest = max(newest, mark.at)
+        except StoreUnavailable as exc:
+            if not failing:
+                failing = True
+                log.warning("revocation reload failing: %s; retrying", exc.message)
+        except Exception:  # a bug: logged every time, but it must not end the polls
+            log.exception("revocation reload failed; retrying")
+        else:
+            if failing:
+                failing = False
+                log.info("revocation reload works again")
 
 
 async def _listen(view: RevocationView, stop: asyncio.Event) -> None:

@@ -81,7 +81,7 @@ def build_chain(app: ASGIApp, services: Services) -> ASGIApp:
 
     async def on_theft(user_id: str, scope: Scope) -> None:
         log.warning("remember-me theft detected for user %s; revoking everything", user_id)
-        await services.revoke_user_everywhere(user_id)
+        await services.revoker.revoke_user_everywhere(user_id)
         await services.events.record(
             EventKind.REMEMBER_ME_THEFT,
             user_id=user_id,

@@ -255,7 +255,7 @@ async def end_token_session(
     (no ownership check, unlike :meth:`Services.revoke_session`).
     """
     await services.sessions.store.delete(sid)
-    await services.end_session_tokens(
+    await services.revoker.end_session_tokens(
         user_id,
         sid,
         kind,
