@@ -9,12 +9,15 @@ of seconds), and for a user, their remember-me tokens.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis
 
 from tests.browser_helpers import PASSWORD, add_users, cli_env, csrf_from, serve, tessera_cli
+from tests.conftest import REDIS_URL
 
 DEADLINE = 10.0
 """Seconds a revocation may take to reach the server (it reloads marks every two)."""
@@ -49,8 +52,30 @@ def browser_login(browser: httpx.Client, *, remember: bool) -> None:
     assert browser.get("/api/v1/me").status_code == 200
 
 
-def test_revoking_an_app_session_ends_its_tokens_on_the_running_server(tmp_path: Path) -> None:
-    env = cli_env(tmp_path / "t.db", TESSERA_DEV="1", TESSERA_SESSION_STORE="sql", COLUMNS="200")
+@pytest.fixture(params=["sql", "redis"])
+def store_env(request: pytest.FixtureRequest, redis_prefix: str) -> Iterator[dict[str, str]]:
+    """The store settings of a server and its CLI: SQL (the server polls for revocation marks)
+    or Redis (they are pushed), under a key prefix of this test's own."""
+    if request.param == "sql":
+        yield {"TESSERA_SESSION_STORE": "sql"}
+        return
+    yield {
+        "TESSERA_SESSION_STORE": "redis",
+        "TESSERA_REDIS_URL": REDIS_URL,
+        "TESSERA_REDIS_PREFIX": redis_prefix,
+    }
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for key in client.scan_iter(match=f"{redis_prefix}:*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+def test_revoking_an_app_session_ends_its_tokens_on_the_running_server(
+    tmp_path: Path, store_env: dict[str, str]
+) -> None:
+    env = cli_env(tmp_path / "t.db", TESSERA_DEV="1", COLUMNS="200", **store_env)
     add_users(env, ["alice"])
     with serve(env, tmp_path) as base:
         tokens = app_login(base)
