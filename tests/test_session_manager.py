@@ -19,6 +19,7 @@ from tessera.errors import (
     SessionDataInvalid,
     SessionNotLoaded,
     SessionTooLarge,
+    StoreUnavailable,
     TesseraError,
 )
 from tessera.metrics import Metrics
@@ -537,6 +538,56 @@ async def test_cap_evicts_the_same_kind_first_and_tells_the_hooks(clock: FakeClo
     listed = [i.id for i in await manager.list_sessions("u")]
     assert listed == [browser.id, apps[2].id]
     assert evicted == [apps[0].id, apps[1].id]
+
+
+class _ListedBeforeEitherEvicts(CountingStore):
+    """Answers every listing with the first one it gave: two logins that listed at once."""
+
+    snapshot: list[SessionRecord] | None = None
+
+    async def list_for_user(self, user_id: str, now: float) -> list[SessionRecord]:
+        if self.snapshot is None:
+            self.snapshot = await self.inner.list_for_user(user_id, now)
+        return list(self.snapshot)
+
+
+async def test_two_logins_at_once_do_not_evict_each_other(clock: FakeClock) -> None:
+    store = _ListedBeforeEitherEvicts(MemorySessionStore())
+    manager = SessionManager(store, clock=clock, max_per_user=2)
+    browser = await manager.create(user_id="u")
+    store.snapshot = None
+    clock.advance(1)
+    manager.max_per_user = None  # both app sessions are stored before either checks the cap
+    first = await manager.create(user_id="u", kind="token")
+    clock.advance(1)
+    second = await manager.create(user_id="u", kind="token")
+    manager.max_per_user = 2
+    records = {r.id_hash: r for r in await store.inner.list_for_user("u", clock.now())}
+    for new in (second, first):  # each checks against the listing both saw
+        assert new.id is not None
+        await manager._enforce_cap(records[new.id], clock.now())
+    live = {r.id_hash for r in await store.inner.list_for_user("u", clock.now())}
+    assert second.id in live  # the newest login always survives
+    assert browser.id not in live or first.id not in live
+
+
+async def test_an_eviction_whose_hook_fails_keeps_the_session_and_the_login(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Ending an evicted session's tokens failed: it stays whole (tokens and record) for the
+    next login to try again, and the login that triggered it goes on."""
+    manager = SessionManager(MemorySessionStore(), clock=clock, max_per_user=1)
+
+    async def down(record: SessionRecord) -> None:
+        raise StoreUnavailable("redis", "ConnectionError")
+
+    manager.on_evicted.append(down)
+    old = await manager.create(user_id="u")
+    clock.advance(1)
+    new = await manager.create(user_id="u")
+    assert [i.id for i in await manager.list_sessions("u")] == [old.id, new.id]
+    assert "stays until the next login" in caplog.text
+    assert manager.metrics.get("sessions.capped") == 0
 
 
 async def test_a_cap_of_one_still_means_one_session_whatever_the_kind(clock: FakeClock) -> None:

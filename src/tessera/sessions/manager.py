@@ -15,6 +15,7 @@ import enum
 import inspect
 import json
 import json.encoder
+import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from tessera.sessions._ids import ID_LENGTH, hash_session_id, is_well_formed, ne
 from tessera.sessions.session import Session
 from tessera.stores.sessions import InstantSessionStore, SessionRecord, SessionStore
 
+_log = logging.getLogger("tessera.sessions")
 _PUBLIC_ID_RE = re.compile(r"[0-9a-f]{64}")
 
 # One encoder for every save: json.dumps with non-default options builds a new one per call.
@@ -213,7 +215,8 @@ class SessionManager:
         self.max_per_user = max_per_user
         self.metrics = metrics if metrics is not None else Metrics()
         self.on_evicted: list[Callable[[SessionRecord], Awaitable[None]]] = []
-        """Called with each session the per-user cap removed (after it is deleted)."""
+        """Called with each session the per-user cap removes, before its record is deleted (a
+        hook that raises keeps the session: see ``_enforce_cap``)."""
 
     @classmethod
     def from_settings(
@@ -475,14 +478,25 @@ class SessionManager:
 
     async def revoke_record(self, user_id: str, public_id: str) -> SessionRecord | None:
         """:meth:`revoke`, returning the record it ended (None: nothing of that user's ended)."""
+        record = await self.owned_record(user_id, public_id)
+        if record is None or not await self.delete_record(record):
+            return None
+        return record
+
+    async def owned_record(self, user_id: str, public_id: str) -> SessionRecord | None:
+        """The live session with that public handle if it belongs to ``user_id``; else None."""
         if not _PUBLIC_ID_RE.fullmatch(public_id):
             return None
         for record in await self.store.list_for_user(user_id, self._now()):
             if record.id_hash == public_id:
-                revoked = await self.store.delete(public_id)
-                self.metrics.incr("sessions.revoked", int(revoked))
-                return record if revoked else None
+                return record
         return None
+
+    async def delete_record(self, record: SessionRecord) -> bool:
+        """End the stored session ``record`` (False: it was already gone)."""
+        revoked = await self.store.delete(record.id_hash)
+        self.metrics.incr("sessions.revoked", int(revoked))
+        return revoked
 
     async def revoke_all(self, user_id: str) -> int:
         """End every session of ``user_id`` (e.g. after a password reset); the count."""
@@ -588,11 +602,14 @@ class SessionManager:
     async def _enforce_cap(self, kept: SessionRecord, now: float) -> None:
         """Revoke the user's oldest sessions beyond ``max_per_user`` (never ``kept``, the new one).
 
-        The oldest *of the new session's kind* go first, then the oldest of any kind: a script
-        that logs in through the API again and again evicts its own earlier app sessions, not
-        the browser its user is reading in; with a cap of 1 the rule is still "one session".
-        Each session removed is passed to the :attr:`on_evicted` hooks (the server ends its
-        tokens and remember-me login there, and records the event).
+        Only sessions older than ``kept`` are candidates, the oldest *of its kind* first, then
+        the oldest of any kind: a script that logs in through the API again and again evicts its
+        own earlier app sessions, not the browser its user is reading in; with a cap of 1 the
+        rule is still "one session"; and two logins at once cannot evict each other (the newer
+        may evict the older, as one after the other would). Each candidate goes to the
+        :attr:`on_evicted` hooks (the server ends its tokens and remember-me login there)
+        *before* its record is deleted: if a hook fails, the session stays whole, the failure is
+        logged and the next login tries again, instead of failing this login half-way.
         """
         if self.max_per_user is None or kept.user_id is None:
             return
@@ -600,18 +617,26 @@ class SessionManager:
         excess = len(records) - self.max_per_user
         if excess <= 0:
             return
-        others = [r for r in records if r.id_hash != kept.id_hash]
-        same_kind_first = [r for r in others if r.kind == kept.kind] + [
-            r for r in others if r.kind != kept.kind
+        newer_than = (kept.created_at, kept.id_hash)
+        older = [r for r in records if (r.created_at, r.id_hash) < newer_than]
+        same_kind_first = [r for r in older if r.kind == kept.kind] + [
+            r for r in older if r.kind != kept.kind
         ]
         for record in same_kind_first[:excess]:
+            try:
+                for hook in self.on_evicted:
+                    await hook(record)
+            except Exception:
+                _log.exception(
+                    "session cap: ending session %s… failed; it stays until the next login",
+                    record.id_hash[:12],
+                )
+                continue
             # Gone either way: deleted now, or already by someone else since the listing (a
             # concurrent revoke, or a delete a store ran twice on a resend). Counting only our
             # own deletes would revoke one session too many.
             if await self.store.delete(record.id_hash):
                 self.metrics.incr("sessions.capped")
-                for hook in self.on_evicted:
-                    await hook(record)
 
     def _gone(self, session: Session) -> SaveResult:
         self.metrics.incr("sessions.gone")
