@@ -164,6 +164,7 @@ async def login_submit(request: Request) -> Response:
         )
     remember = text_field(form, "remember") in ("on", "1", "true", "yes")
     services.csrf.reset(session)  # tokens issued before the login die with the old ID
+    session.pop(REMEMBER_SESSION_KEY, None)  # a remember-me login of whoever was here before
     session.login(user.id)
     await services.events.record(
         EventKind.LOGIN_SUCCEEDED,

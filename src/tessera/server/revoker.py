@@ -56,13 +56,15 @@ class Revoker:
         ``keep_session`` (a public session handle) survives: the browser that changed the
         password stays logged in, everything else is cut off at once.
         """
+        # What could bring a session back goes first, the sessions last: a failure half-way
+        # leaves them whole, so running it again finishes the job.
+        remember_tokens = await self.remember.forget_user(user_id)
+        refresh_families = await self.refresh.revoke_user(user_id)
+        await self.revocations.revoke_user(user_id, self.clock.now())
         if keep_session is None:
             sessions = await self.sessions.revoke_all(user_id)
         else:
             sessions = await self.sessions.revoke_others(user_id, keep_session)
-        remember_tokens = await self.remember.forget_user(user_id)
-        refresh_families = await self.refresh.revoke_user(user_id)
-        await self.revocations.revoke_user(user_id, self.clock.now())
         return Revocation(sessions, remember_tokens, refresh_families)
 
     async def revoke_session(
@@ -76,9 +78,11 @@ class Revoker:
     ) -> bool:
         """End one of the user's sessions, browser or app, with its tokens and its remember-me
         login; ``ip`` and ``user_agent`` (of whoever revoked it) go into the security event."""
-        record = await self.sessions.revoke_record(user_id, public_id)
+        record = await self.sessions.owned_record(user_id, public_id)
         if record is None:
             return False
+        # Its tokens first, its record last: if something fails half-way the session is still
+        # listed, and revoking it again finishes the job.
         await self.end_session_tokens(
             user_id,
             public_id,
@@ -88,10 +92,11 @@ class Revoker:
             detail=detail,
             record=record,
         )
+        await self.sessions.delete_record(record)  # False: ended meanwhile, gone either way
         return True
 
     async def session_evicted(self, record: SessionRecord) -> None:
-        """What the session cap calls for each session it removed (see SessionManager)."""
+        """What the session cap calls for each session it removes, before deleting it."""
         if record.user_id is not None:
             await self.end_session_tokens(
                 record.user_id,
@@ -121,8 +126,12 @@ class Revoker:
         await self.refresh.revoke_session(public_id)
         await self.revocations.revoke_session(public_id, self.clock.now())
         selector = remembered_selector(record.data) if record is not None else None
-        if selector is not None:
-            await self.remember.store.delete(selector)
+        if selector is not None and record is not None:
+            # Only a token of the session's own user: the selector is session data, which the
+            # application can write, and a login as another user keeps the data.
+            token = await self.remember.store.get(selector)
+            if token is not None and token.user_id == record.user_id:
+                await self.remember.store.delete(selector)
         await self.events.record(
             event,
             user_id=user_id,
