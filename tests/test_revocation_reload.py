@@ -56,6 +56,8 @@ async def test_marks_made_elsewhere_arrive_and_an_outage_is_logged_once(
     store: FlakyStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(services, "REVOCATION_RELOAD_INTERVAL", 0.01)
+    # No full reload during the test: the incremental polls alone must bring the marks.
+    monkeypatch.setattr(services, "REVOCATION_FULL_RELOAD_EVERY", 10**9)
     clock = FakeClock()
     here = RevocationView(store, clock, max_token_lifetime=600)
     elsewhere = RevocationView(SqlRevocationStore(store.engine), clock, max_token_lifetime=600)
@@ -79,6 +81,27 @@ async def test_marks_made_elsewhere_arrive_and_an_outage_is_logged_once(
     assert sum("works again" in m for m in messages) == 1
     assert not task.done()  # no failure ends the poll
 
+    stop.set()
+    await asyncio.wait_for(task, timeout=1)
+
+
+async def test_a_mark_stamped_in_the_future_does_not_stall_the_polls(
+    store: FlakyStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer whose clock runs ten minutes ahead: later marks still arrive at the next poll."""
+    monkeypatch.setattr(services, "REVOCATION_RELOAD_INTERVAL", 0.01)
+    monkeypatch.setattr(services, "REVOCATION_FULL_RELOAD_EVERY", 10**9)
+    clock = FakeClock()
+    here = RevocationView(store, clock, max_token_lifetime=3600)
+    elsewhere = RevocationView(SqlRevocationStore(store.engine), clock, max_token_lifetime=3600)
+    stop = asyncio.Event()
+    task = asyncio.create_task(services._reload(here, store, clock, stop))
+    issued = clock.now()
+    await elsewhere.revoke_session("ahead", issued + 600)
+    await until(lambda: here.is_revoked(token("ahead", issued)))
+    clock.advance(5)
+    await elsewhere.revoke_session("now", clock.now())
+    await until(lambda: here.is_revoked(token("now", issued)))
     stop.set()
     await asyncio.wait_for(task, timeout=1)
 

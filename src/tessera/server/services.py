@@ -381,7 +381,7 @@ REVOCATION_RELOAD_INTERVAL = 2.0
 REVOCATION_FULL_RELOAD_EVERY = 30
 """Every this many polls (a minute), all live marks are read again and the dead ones swept."""
 REVOCATION_POLL_MARGIN = 60.0
-"""Seconds a poll looks back before the newest mark it has seen: marks are stamped by the
+"""Seconds of marks each poll reads, back from this process's clock: marks are stamped by the
 clock of the process that made them, and a transaction may commit after a later one."""
 
 
@@ -390,13 +390,14 @@ async def _reload(
 ) -> None:
     """Take the marks other processes stored (other servers, ``tessera sessions revoke``).
 
-    SQL has no feed, so this polls: every couple of seconds, one indexed read of the marks made
-    since the last poll (less a margin), and once a minute a full reload, which also catches a
-    mark from a process whose clock is far behind, and a sweep of the dead marks. That bounds
-    how long an access token outlives a revocation made elsewhere; this process's own
-    revocations apply at once. An outage is logged once, not on every poll; nothing ends it.
+    SQL has no feed, so this polls: every couple of seconds, one indexed read of the marks
+    stamped within the last minute by this process's clock (never a high-water mark taken from
+    the marks, which one mark stamped in the future would stall); once a minute a full reload,
+    which also catches a mark from a process whose clock is far behind, and a sweep of the dead
+    marks. That bounds how long an access token outlives a revocation made elsewhere; this
+    process's own revocations apply at once. An outage is logged once, not on every poll; no
+    failure ends the polls.
     """
-    newest = clock.now()
     polls = 0
     failing = False
     while not stop.is_set():
@@ -412,9 +413,8 @@ async def _reload(
                 await view.load()
                 await store.sweep(now)
             else:
-                for mark in await store.load_since(newest - REVOCATION_POLL_MARGIN, now):
+                for mark in await store.load_since(now - REVOCATION_POLL_MARGIN, now):
                     view.apply(mark)
-                    newest = max(newest, mark.at)
         except StoreUnavailable as exc:
             if not failing:
                 failing = True
