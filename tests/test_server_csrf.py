@@ -9,8 +9,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from tests.browser_helpers import Server, form_token, login, running_server
+from tessera.csrf import SESSION_KEY, PreSession
+from tests.browser_helpers import PASSWORD, Server, form_token, login, running_server
 
 
 @pytest.fixture
@@ -164,3 +167,28 @@ async def test_anonymous_posts_without_a_session_are_refused(server: Server) -> 
         response = await client.post("/login", data={"username": "alice", "password": "x"})
     assert response.status_code == 403
     assert response.json()["reason"] in ("token_missing", "no_session")
+
+
+async def test_a_pre_session_token_needs_its_own_cookie(server: Server) -> None:
+    """Before login the token is bound to the visitor's pre-session cookie: another visitor's
+    token, or the token without its cookie, is refused."""
+    async with server.client() as victim, server.client() as attacker:
+        theirs = await form_token(attacker, "/login")
+        await form_token(victim, "/login")
+        data = {"csrf_token": theirs, "username": "alice", "password": PASSWORD}
+        refused = await victim.post("/login", data=data)
+        assert refused.status_code == 403
+        assert refused.json()["reason"] == "token_invalid"
+        victim.cookies.clear()
+        without = await victim.post("/login", data=data)
+        assert without.status_code == 403
+        assert without.json()["reason"] == "no_session"
+        assert (await attacker.post("/login", data=data)).status_code == 303  # its own: fine
+
+
+@given(st.one_of(st.none(), st.text(max_size=100)))
+def test_any_pre_session_cookie_is_taken_only_when_it_is_a_secret(value: str | None) -> None:
+    pre = PreSession(value)
+    taken = pre.get(SESSION_KEY)
+    assert taken is None or (taken == value and len(value) == 43)
+    assert pre.new_secret is None

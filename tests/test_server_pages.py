@@ -86,18 +86,32 @@ async def test_pages_link_their_assets_by_path_whatever_the_host_header(server: 
     assert "evil.example" not in page.text
 
 
+async def test_the_login_page_stores_no_session(server: Server) -> None:
+    """An anonymous page view writes nothing to the session store: its form's CSRF token is
+    bound to a pre-session cookie (HttpOnly, __Host-), and the login creates the session."""
+    async with server.client() as client:
+        page = await client.get("/login")
+        assert set_cookies(page).keys() == {"__Host-csrf"}
+        assert "HttpOnly" in set_cookies(page)["__Host-csrf"]
+        assert await server.services.sessions.store.list_all(server.clock.now()) == []
+        again = await client.get("/login")  # the same secret: no new cookie
+        assert "set-cookie" not in again.headers
+        assert (await login(client)).status_code == 303
+        assert client.cookies.get(SESSION)
+
+
 async def test_login_rotates_session_and_redirects_to_account(server: Server) -> None:
     """A good password: a new session ID, 303 to /account, an event, the account page."""
-    async with server.client() as client:
-        await client.get("/login")
-        before = client.cookies.get(SESSION)
+    anonymous = await server.services.sessions.create({"cart": 1})  # a stored anonymous session
+    assert anonymous.secret_id is not None
+    async with server.browser_with(SESSION, anonymous.secret_id) as client:
         response = await login(client)
         assert response.status_code == 303
         assert response.headers["location"] == "/account"
         after = client.cookies.get(SESSION)
         assert after
-        assert before
-        assert after != before
+        assert after != anonymous.secret_id
+        assert await server.services.sessions.load(anonymous.secret_id) is None  # dead at once
         account = await client.get("/account")
     assert account.status_code == 200
     assert "alice" in account.text

@@ -5,6 +5,13 @@ Written by hand because the available libraries either bind tokens to a separate
 
 * Each session holds a random CSRF secret (``session["_csrf"]``), created on first use and
   replaced when the session is rotated at login, so a token fixed before login is useless after.
+* A visitor without a stored session (the login page, the consent banner) keeps that secret in a
+  cookie of its own instead (:class:`PreSession`, see :func:`binding_for`): storing a session
+  for every anonymous page view would write to the store for each crawler request, and grow it
+  with each cookie-less client. That cookie is ``__Host-`` prefixed outside development mode
+  (no subdomain can plant one) and HttpOnly, and a token is an HMAC of it under the server's
+  key, so a page elsewhere can neither read, set nor forge one. Once a session is stored, only
+  its own secret counts: a pre-login token dies at login.
 * The token for that session is ``HMAC-SHA256(key, "tessera.csrf" || secret)`` with the newest
   HMAC key of the key ring; verification accepts every active key (rotation never breaks open
   forms). A leaked session store alone therefore does not give an attacker valid tokens.
@@ -22,6 +29,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +40,9 @@ from tessera.errors import TesseraError
 from tessera.keys import HmacKey
 
 SESSION_KEY = "_csrf"
+PRESESSION_COOKIE = "csrf"
+"""The cookie (before the policy's prefix) holding the secret of a visitor with no stored
+session."""
 FORM_FIELD = "csrf_token"
 HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -121,6 +132,50 @@ class CsrfProtector:
             ok |= hmac.compare_digest(raw, self._token_for(key, secret))
         if not ok:
             raise CsrfFailed("token_invalid", "CSRF token invalid")
+
+
+_SECRET_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+"""What :func:`secrets.token_urlsafe` makes of the 32 random bytes of a secret."""
+
+
+class PreSession(dict[str, Any]):
+    """The CSRF binding of a visitor with no stored session: the secret from its cookie.
+
+    Used like a session by :class:`CsrfProtector`; :attr:`new_secret` says what cookie the
+    response must set when the secret was made during this request.
+    """
+
+    def __init__(self, cookie_value: str | None) -> None:
+        super().__init__()
+        self.presented = (
+            cookie_value
+            if cookie_value is not None and _SECRET_RE.fullmatch(cookie_value)
+            else None
+        )
+        if self.presented is not None:
+            self[SESSION_KEY] = self.presented
+
+    @property
+    def new_secret(self) -> str | None:
+        """The secret to send in the pre-session cookie, if this request made it."""
+        secret = self.get(SESSION_KEY)
+        return secret if isinstance(secret, str) and secret != self.presented else None
+
+
+def binding_for(
+    session: MutableMapping[str, Any] | None, presession_cookie: str | None
+) -> MutableMapping[str, Any]:
+    """What a CSRF token is bound to: the session, unless it is new (not stored) and holds no
+    secret yet, in which case the pre-session cookie's :class:`PreSession`.
+
+    "New" is the session's ``is_new`` (Tessera's :class:`~tessera.sessions.Session`); a session
+    mapping without one (another framework's) is always used, as before.
+    """
+    if session is not None and (
+        SESSION_KEY in session or getattr(session, "is_new", False) is not True
+    ):
+        return session
+    return PreSession(presession_cookie)
 
 
 def _origin_of(url: str) -> tuple[str, str] | None:

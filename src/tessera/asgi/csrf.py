@@ -1,7 +1,8 @@
 """CsrfMiddleware: every cookie-authenticated state-changing request proves it is ours.
 
 Runs inside :class:`~tessera.asgi.sessions.SessionMiddleware` (the token is bound to the
-session). For POST, PUT, PATCH and DELETE it checks, in order:
+session, or, given ``presession_cookie``, to that cookie while the visitor has no stored session:
+see :mod:`tessera.csrf`). For POST, PUT, PATCH and DELETE it checks, in order:
 
 1. **Exempt**: requests that carry no cookie authority at all (no session or remember-me cookie)
    *and* authenticate with ``Authorization: Bearer`` — an attacker's page cannot make a browser
@@ -29,7 +30,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tessera.asgi.auth import bearer_token
 from tessera.asgi.responses import send_response
 from tessera.cookies import parse_cookie_header
-from tessera.csrf import FORM_FIELD, HEADER, SAFE_METHODS, CsrfFailed, CsrfProtector, check_origin
+from tessera.csrf import (
+    FORM_FIELD,
+    HEADER,
+    SAFE_METHODS,
+    CsrfFailed,
+    CsrfProtector,
+    binding_for,
+    check_origin,
+)
 
 MAX_FORM_BYTES = 1024 * 1024
 
@@ -121,13 +130,18 @@ class CsrfMiddleware:
         exempt_paths: Sequence[str] = (),
         trusted_origins: Sequence[str] = (),
         max_form_bytes: int = MAX_FORM_BYTES,
+        presession_cookie: str | None = None,
     ) -> None:
+        """``presession_cookie``: the full name of the cookie that holds the secret of visitors
+        without a stored session (see :class:`tessera.csrf.PreSession`); None: every token must
+        belong to the session."""
         self.app = app
         self.protector = protector
         self.authority_cookies = frozenset(authority_cookies)
         self.exempt_paths = tuple(exempt_paths)
         self.trusted_origins = tuple(trusted_origins)
         self.max_form_bytes = max_form_bytes
+        self.presession_cookie = presession_cookie
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
@@ -150,9 +164,13 @@ class CsrfMiddleware:
                 receive = _replay(body, receive)
                 presented = _form_token(content_type, body)
             session = scope.get("session")
-            if not isinstance(session, MutableMapping):
+            mapping = session if isinstance(session, MutableMapping) else None
+            if self.presession_cookie is not None:
+                cookies = parse_cookie_header(_header(scope, b"cookie") or "")
+                mapping = binding_for(mapping, cookies.get(self.presession_cookie))
+            if mapping is None:
                 raise CsrfFailed("no_session", "CSRF check needs a session")
-            self.protector.verify(session, presented)
+            self.protector.verify(mapping, presented)
         except CsrfFailed as exc:
             log.info("CSRF refusal on %s %s: %s", scope["method"], scope["path"], exc.reason)
             await _refuse(scope, send, exc)

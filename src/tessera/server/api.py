@@ -19,8 +19,8 @@ from tessera.asgi.auth import AuthError, Principal, require_user
 from tessera.consent import Category, ConsentState
 from tessera.errors import NotFound
 from tessera.identity.users import User
-from tessera.server.deps import client_ip, services_of, session_of, user_agent
-from tessera.server.pages import device_label
+from tessera.server.deps import client_ip, services_of, user_agent
+from tessera.server.pages import csrf_binding, device_label, send_presession
 from tessera.server.pages_consent import consent_cookies, current_consent
 
 router = APIRouter(prefix="/api/v1", tags=["account"])
@@ -209,6 +209,10 @@ async def put_consent(request: Request, body: ConsentIn) -> JSONResponse:
 
 @router.get("/csrf", response_model=CsrfOut)
 async def csrf(request: Request) -> JSONResponse:
-    """A CSRF token for this browser's session (starts a session when there is none)."""
-    token = services_of(request).csrf.token(session_of(request))
-    return JSONResponse({"csrf_token": token}, headers={"cache-control": "no-store"})
+    """A CSRF token for this browser: bound to its session, or to a pre-session cookie (set
+    with the response) while it has no stored session."""
+    binding = csrf_binding(request)
+    token = services_of(request).csrf.token(binding)
+    response = JSONResponse({"csrf_token": token}, headers={"cache-control": "no-store"})
+    send_presession(request, binding, response)
+    return response

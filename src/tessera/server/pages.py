@@ -9,6 +9,7 @@ The pages themselves live in :mod:`~tessera.server.pages_login`,
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlencode
@@ -25,6 +26,7 @@ from tessera.asgi.auth import current_principal
 from tessera.asgi.body_limit import BodyTooLarge
 from tessera.asgi.consent import request_cookies
 from tessera.clock import to_datetime
+from tessera.csrf import PRESESSION_COOKIE, PreSession, binding_for
 from tessera.errors import InvalidInput
 from tessera.server.deps import consent_of, services_of, session_of
 from tessera.server.services import THEME_COOKIE
@@ -66,7 +68,26 @@ def theme_of(request: Request) -> str:
     return value if value in THEMES else "light"
 
 
-def page_context(request: Request, **extra: Any) -> dict[str, Any]:
+def csrf_binding(request: Request) -> MutableMapping[str, Any]:
+    """What this request's CSRF tokens bind to: its session once stored, else the pre-session
+    cookie (see :mod:`tessera.csrf`); :func:`send_presession` sets that cookie when needed."""
+    name = services_of(request).cookie_name(PRESESSION_COOKIE)
+    return binding_for(session_of(request), request_cookie(request, name))
+
+
+def send_presession(
+    request: Request, binding: MutableMapping[str, Any], response: Response
+) -> None:
+    """Set the pre-session cookie on ``response`` if ``binding`` made its secret just now."""
+    if isinstance(binding, PreSession) and (secret := binding.new_secret) is not None:
+        services = services_of(request)
+        cookie = services.cookie_policy.cookie(services.cookie_name(PRESESSION_COOKIE), secret)
+        response.headers.append("set-cookie", cookie.serialize())
+
+
+def page_context(
+    request: Request, binding: MutableMapping[str, Any], **extra: Any
+) -> dict[str, Any]:
     """What every page needs: the caller, a CSRF token for its forms, the consent banner."""
     services = services_of(request)
     session = session_of(request)
@@ -74,8 +95,8 @@ def page_context(request: Request, **extra: Any) -> dict[str, Any]:
     return {
         "principal": current_principal(request),
         "logged_in": session.is_loaded and session.user_id is not None,
-        # A callable, so only pages that render a form create a session to bind the token to.
-        "csrf_token": lambda: services.csrf.token(session),
+        # A callable, so only pages that render a form make a secret to bind the token to.
+        "csrf_token": lambda: services.csrf.token(binding),
         "show_consent_banner": consent is None or not consent.decided,
         "theme": theme_of(request),
         "here": request.url.path,
@@ -91,9 +112,11 @@ def render(
     headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> Response:
+    binding = csrf_binding(request)
     response = templates.TemplateResponse(
-        request, template, page_context(request, **extra), status_code=status_code
+        request, template, page_context(request, binding, **extra), status_code=status_code
     )
+    send_presession(request, binding, response)
     response.headers["cache-control"] = "no-store"
     for key, value in (headers or {}).items():
         response.headers[key] = value

@@ -23,7 +23,7 @@ from tessera.clock import Clock
 from tessera.config import Settings
 from tessera.consent import Category, CookieDeclaration, CookieRegistry
 from tessera.cookies import CookiePolicy
-from tessera.csrf import CsrfProtector
+from tessera.csrf import PRESESSION_COOKIE, CsrfProtector
 from tessera.errors import StoreUnavailable
 from tessera.identity.accounts import UserService
 from tessera.identity.events import EventLog
@@ -80,6 +80,11 @@ def cookie_registry(settings: Settings) -> CookieRegistry:
                 "Logs you in again automatically, only if you ticked 'remember me'.",
             ),
             CookieDeclaration(CONSENT_COOKIE, Category.ESSENTIAL, "Remembers your cookie choices."),
+            CookieDeclaration(
+                PRESESSION_COOKIE,
+                Category.ESSENTIAL,
+                "Protects the forms of a visitor who is not logged in against cross-site requests.",
+            ),
             CookieDeclaration(
                 THEME_COOKIE, Category.PREFERENCES, "Remembers the colour theme you chose."
             ),

@@ -22,6 +22,7 @@ from tessera.asgi.remember import RememberMeMiddleware
 from tessera.asgi.responses import TrackedSend, send_error
 from tessera.asgi.sessions import SessionMiddleware
 from tessera.cookies import CookieBudget
+from tessera.csrf import PRESESSION_COOKIE
 from tessera.errors import TesseraError
 from tessera.identity.events import EventKind
 from tessera.server.services import CONSENT_COOKIE, REMEMBER_COOKIE, Services
@@ -97,6 +98,7 @@ def build_chain(app: ASGIApp, services: Services) -> ASGIApp:
             services.cookie_name(REMEMBER_COOKIE),
         ],
         exempt_paths=TOKEN_ENDPOINTS,
+        presession_cookie=services.cookie_name(PRESESSION_COOKIE),
     )
     chain = AuthMiddleware(chain, verifier=services.verifier)
     chain = RememberMeMiddleware(
