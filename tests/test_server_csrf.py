@@ -192,3 +192,48 @@ def test_any_pre_session_cookie_is_taken_only_when_it_is_a_secret(value: str | N
     taken = pre.get(SESSION_KEY)
     assert taken is None or (taken == value and len(value) == 43)
     assert pre.new_secret is None
+
+
+REMEMBER = "__Host-remember"
+SESSION = "__Host-session"
+
+
+async def test_the_first_page_after_a_remember_me_login_has_working_forms(server: Server) -> None:
+    """The session that remember-me restores is logged in: its forms bind to it, not to the
+    pre-session cookie, and work on the next request."""
+    async with server.client() as first:
+        await login(first, remember=True)
+        remember = first.cookies[REMEMBER]
+    async with server.browser_with(REMEMBER, remember) as browser:
+        token = await form_token(browser, "/account")
+        assert (await browser.post("/logout", data={"csrf_token": token})).status_code == 303
+
+
+async def test_a_pre_login_token_never_counts_for_a_logged_in_request(server: Server) -> None:
+    """Even with its pre-session cookie back, and when the session behind the login expired and
+    remember-me restores it on that very request."""
+    async with server.client() as browser:
+        before = await form_token(browser, "/login")
+        secret = browser.cookies["__Host-csrf"]
+        assert (await login(browser, remember=True)).status_code == 303
+        assert "__Host-csrf" not in browser.cookies  # deleted at login
+        alice = await server.services.users.store.get_by_username("alice")
+        assert alice is not None
+        await server.services.sessions.store.delete_for_user(alice.id)
+        browser.cookies.set("__Host-csrf", secret, domain="testserver.local")
+        response = await browser.post("/logout", data={"csrf_token": before})
+    assert response.status_code == 403
+
+
+async def test_a_pre_session_cookie_in_a_second_cookie_field_counts(server: Server) -> None:
+    """HTTP/2 may split cookies over several fields (RFC 9113 §8.2.3): all are read."""
+    async with server.client() as browser:
+        token = await form_token(browser, "/login")
+        secret = browser.cookies["__Host-csrf"]
+    async with server.client() as raw:
+        response = await raw.post(
+            "/login",
+            data={"csrf_token": token, "username": "alice", "password": PASSWORD},
+            headers=[("cookie", "other=1"), ("cookie", f"__Host-csrf={secret}")],
+        )
+    assert response.status_code == 303

@@ -8,10 +8,12 @@ Written by hand because the available libraries either bind tokens to a separate
 * A visitor without a stored session (the login page, the consent banner) keeps that secret in a
   cookie of its own instead (:class:`PreSession`, see :func:`binding_for`): storing a session
   for every anonymous page view would write to the store for each crawler request, and grow it
-  with each cookie-less client. That cookie is ``__Host-`` prefixed outside development mode
-  (no subdomain can plant one) and HttpOnly, and a token is an HMAC of it under the server's
-  key, so a page elsewhere can neither read, set nor forge one. Once a session is stored, only
-  its own secret counts: a pre-login token dies at login.
+  with each cookie-less client. That cookie is HttpOnly and, outside development mode,
+  ``__Host-`` prefixed, so no subdomain can plant one (in development mode a sibling host
+  could, and the origin check below is what stands); a token is an HMAC of it under the
+  server's key, so a page elsewhere can neither read nor forge one. Once a session is stored or
+  logged in, only its own secret counts: a pre-login token dies at login, and the server
+  replaces the cookie at login and logout.
 * The token for that session is ``HMAC-SHA256(key, "tessera.csrf" || secret)`` with the newest
   HMAC key of the key ring; verification accepts every active key (rotation never breaks open
   forms). A leaked session store alone therefore does not give an attacker valid tokens.
@@ -165,14 +167,18 @@ class PreSession(dict[str, Any]):
 def binding_for(
     session: MutableMapping[str, Any] | None, presession_cookie: str | None
 ) -> MutableMapping[str, Any]:
-    """What a CSRF token is bound to: the session, unless it is new (not stored) and holds no
-    secret yet, in which case the pre-session cookie's :class:`PreSession`.
+    """What a CSRF token is bound to: the session, unless it is an anonymous one that is not
+    stored and holds no secret yet, in which case the pre-session cookie's :class:`PreSession`.
 
-    "New" is the session's ``is_new`` (Tessera's :class:`~tessera.sessions.Session`); a session
-    mapping without one (another framework's) is always used, as before.
+    "Not stored" is the session's ``is_new`` and "anonymous" its ``user_id`` (Tessera's
+    :class:`~tessera.sessions.Session`): a session logged in during this very request (a
+    remember-me login, the login form) binds to itself, so a pre-login token never counts for a
+    logged-in user. A session mapping without ``is_new`` (another framework's) is always used.
     """
     if session is not None and (
-        SESSION_KEY in session or getattr(session, "is_new", False) is not True
+        SESSION_KEY in session
+        or getattr(session, "is_new", False) is not True
+        or getattr(session, "user_id", None) is not None
     ):
         return session
     return PreSession(presession_cookie)

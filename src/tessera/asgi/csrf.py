@@ -28,8 +28,8 @@ from urllib.parse import parse_qs
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.asgi.auth import bearer_token
+from tessera.asgi.consent import request_cookies
 from tessera.asgi.responses import send_response
-from tessera.cookies import parse_cookie_header
 from tessera.csrf import (
     FORM_FIELD,
     HEADER,
@@ -166,8 +166,7 @@ class CsrfMiddleware:
             session = scope.get("session")
             mapping = session if isinstance(session, MutableMapping) else None
             if self.presession_cookie is not None:
-                cookies = parse_cookie_header(_header(scope, b"cookie") or "")
-                mapping = binding_for(mapping, cookies.get(self.presession_cookie))
+                mapping = binding_for(mapping, request_cookies(scope).get(self.presession_cookie))
             if mapping is None:
                 raise CsrfFailed("no_session", "CSRF check needs a session")
             self.protector.verify(mapping, presented)
@@ -184,7 +183,8 @@ class CsrfMiddleware:
         path: str = scope.get("path", "")
         if any(path.startswith(prefix) for prefix in self.exempt_paths):
             return True
-        cookies = parse_cookie_header(_header(scope, b"cookie") or "")
+        # Every Cookie field, joined (HTTP/2 may send several: RFC 9113 §8.2.3).
+        cookies = request_cookies(scope)
         carries_authority = any(name in self.authority_cookies for name in cookies)
         return not carries_authority and bool(bearer_token(scope))
 

@@ -85,6 +85,16 @@ def send_presession(
         response.headers.append("set-cookie", cookie.serialize())
 
 
+def forget_presession(request: Request, response: Response) -> None:
+    """Delete the pre-session cookie (at login and logout): its tokens die with it, and the next
+    anonymous page starts from a fresh secret."""
+    services = services_of(request)
+    name = services.cookie_name(PRESESSION_COOKIE)
+    if request_cookie(request, name) is not None:
+        deletion = services.cookie_policy.cookie(name, "").deletion()
+        response.headers.append("set-cookie", deletion.serialize())
+
+
 def page_context(
     request: Request, binding: MutableMapping[str, Any], **extra: Any
 ) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
 from tessera.identity.users import User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
+    forget_presession,
     login_url,
     read_form,
     render,
@@ -175,6 +176,7 @@ async def login_submit(request: Request) -> Response:
     )
     response = RedirectResponse(next_path or "/account", status_code=303)
     response.headers["cache-control"] = "no-store"
+    forget_presession(request, response)
     if remember:
         name = services.cookie_name(REMEMBER_COOKIE)
         old = request_cookie(request, name)
@@ -204,6 +206,7 @@ async def logout(request: Request) -> Response:
     session.destroy()
     response = RedirectResponse("/login?logged_out=1", status_code=303)
     response.headers["cache-control"] = "no-store"
+    forget_presession(request, response)
     name = services.cookie_name(REMEMBER_COOKIE)
     remembered = request_cookie(request, name)
     if remembered is not None:
