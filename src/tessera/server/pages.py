@@ -85,14 +85,22 @@ def send_presession(
         response.headers.append("set-cookie", cookie.serialize())
 
 
+def delete_cookie(request: Request, response: Response, base: str) -> str | None:
+    """Delete the cookie named ``base`` (before the policy's prefix) if the request carries it;
+    its value, or None."""
+    services = services_of(request)
+    name = services.cookie_name(base)
+    value = request_cookie(request, name)
+    if value is not None:
+        deletion = services.cookie_policy.cookie(name, "").deletion()
+        response.headers.append("set-cookie", deletion.serialize())
+    return value
+
+
 def forget_presession(request: Request, response: Response) -> None:
     """Delete the pre-session cookie (at login and logout): its tokens die with it, and the next
     anonymous page starts from a fresh secret."""
-    services = services_of(request)
-    name = services.cookie_name(PRESESSION_COOKIE)
-    if request_cookie(request, name) is not None:
-        deletion = services.cookie_policy.cookie(name, "").deletion()
-        response.headers.append("set-cookie", deletion.serialize())
+    delete_cookie(request, response, PRESESSION_COOKIE)
 
 
 def page_context(

@@ -20,11 +20,11 @@ from tessera.identity.passwords import MAX_PASSWORD_BYTES, check_new_password
 from tessera.identity.users import MAX_EMAIL_LENGTH, User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
+    delete_cookie,
     device_label,
     login_url,
     read_form,
     render,
-    request_cookie,
     text_field,
 )
 from tessera.server.pages_login import check_password
@@ -163,11 +163,7 @@ async def revoke_others(request: Request) -> Response:
 
 def _delete_remember_cookie(request: Request, response: Response) -> None:
     """The browser's remember-me token was revoked with the others: drop the dead cookie."""
-    services = services_of(request)
-    name = services.cookie_name(REMEMBER_COOKIE)
-    if request_cookie(request, name) is not None:
-        deletion = services.cookie_policy.cookie(name, "").deletion()
-        response.headers.append("set-cookie", deletion.serialize())
+    delete_cookie(request, response, REMEMBER_COOKIE)
 
 
 def _reauth_first() -> Response:

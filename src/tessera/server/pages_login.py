@@ -23,6 +23,7 @@ from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
 from tessera.identity.users import User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
+    delete_cookie,
     forget_presession,
     login_url,
     read_form,
@@ -207,12 +208,9 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/login?logged_out=1", status_code=303)
     response.headers["cache-control"] = "no-store"
     forget_presession(request, response)
-    name = services.cookie_name(REMEMBER_COOKIE)
-    remembered = request_cookie(request, name)
+    remembered = delete_cookie(request, response, REMEMBER_COOKIE)
     if remembered is not None:
         await services.remember.forget(remembered)
-        deletion = services.cookie_policy.cookie(name, "").deletion()
-        response.headers.append("set-cookie", deletion.serialize())
     return response
 
 
