@@ -367,6 +367,28 @@ async def test_log_out_everywhere_else_keeps_only_this_browser(server: Server) -
         assert (await c.get("/account")).status_code == 303
 
 
+@pytest.mark.parametrize("restored", [False, True])
+async def test_log_out_everywhere_else_keeps_this_browsers_remember_me(
+    server: Server, restored: bool
+) -> None:
+    """The browser that asks stays as it was, its remember-me login included (whether its
+    session came from the password form or from that cookie); the others' tokens die."""
+    async with server.client() as here, server.client() as there:
+        await login(here, remember=True)
+        await login(there, remember=True)
+        if restored:  # this browser's session is one its remember-me cookie restored
+            del here.cookies[SESSION]
+            assert (await here.get("/account")).status_code == 200
+        response = await post_form(here, "/account/sessions/revoke-others")
+        assert response.status_code == 303
+        assert REMEMBER not in response.headers.get("set-cookie", "")
+        kept, revoked = here.cookies[REMEMBER], there.cookies[REMEMBER]
+    async with server.browser_with(REMEMBER, kept) as returning:
+        assert (await returning.get("/account")).status_code == 200
+    async with server.browser_with(REMEMBER, revoked) as other:
+        assert (await other.get("/account")).status_code == 303  # to the login page
+
+
 async def test_password_change_keeps_this_browser_and_ends_the_others(server: Server) -> None:
     new = "a brand new password"
     async with server.client() as here, server.client() as there:

@@ -17,6 +17,8 @@ from starlette.responses import RedirectResponse, Response
 from tessera.errors import Conflict, InvalidInput
 from tessera.identity.events import EventKind
 from tessera.identity.passwords import MAX_PASSWORD_BYTES, check_new_password
+from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
+from tessera.identity.remember import RememberMe
 from tessera.identity.users import MAX_EMAIL_LENGTH, User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
@@ -25,6 +27,7 @@ from tessera.server.pages import (
     login_url,
     read_form,
     render,
+    request_cookie,
     text_field,
 )
 from tessera.server.pages_login import check_password
@@ -142,13 +145,21 @@ async def revoke_session(request: Request, public_id: str) -> Response:
 
 @router.post("/account/sessions/revoke-others")
 async def revoke_others(request: Request) -> Response:
-    """ "Log out everywhere else": every other session, app token and remember-me token."""
+    """ "Log out everywhere else": every other session, app token and remember-me token.
+
+    This browser stays as it was, its remember-me login included (the token its session was
+    logged in with or restored by, see ``tessera.identity.remember.SESSION_KEY``).
+    """
     services = services_of(request)
     session = session_of(request)
     user = await _logged_in_user(request)
     if user is None or session.id is None:
         return _to_login()
-    await services.revoker.revoke_user_everywhere(user.id, keep_session=session.id)
+    own = session.get(REMEMBER_SESSION_KEY)
+    own_selector = own if isinstance(own, str) else None
+    await services.revoker.revoke_user_everywhere(
+        user.id, keep_session=session.id, keep_remember=own_selector
+    )
     await services.events.record(
         EventKind.SESSION_REVOKED,
         user_id=user.id,
@@ -157,12 +168,17 @@ async def revoke_others(request: Request) -> Response:
         detail={"session": "all_others"},
     )
     response = _back("others")
-    _delete_remember_cookie(request, response)
+    cookie = request_cookie(request, services.cookie_name(REMEMBER_COOKIE))
+    parsed = RememberMe.parse(cookie) if cookie is not None else None
+    if parsed is None or parsed[0] != own_selector:
+        # Not the token kept above (a session from before the link, or a stray cookie): its
+        # token was revoked with the others, so the dead cookie goes.
+        _delete_remember_cookie(request, response)
     return response
 
 
 def _delete_remember_cookie(request: Request, response: Response) -> None:
-    """The browser's remember-me token was revoked with the others: drop the dead cookie."""
+    """The browser's remember-me token was revoked: drop the dead cookie."""
     delete_cookie(request, response, REMEMBER_COOKIE)
 
 
