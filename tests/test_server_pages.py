@@ -60,6 +60,21 @@ def set_cookies(response: httpx.Response) -> dict[str, str]:
     return {h.split("=", 1)[0]: h for h in response.headers.get_list("set-cookie")}
 
 
+@pytest.mark.parametrize(
+    "path", ["/", "/login", "/reauth", "/account", "/consent", "/preferences", "/healthz"]
+)
+async def test_every_page_answers_head_as_get_without_a_body(server: Server, path: str) -> None:
+    """Link checkers and uptime probes send HEAD (RFC 9110 §9.3.2): the GET's status and
+    headers, no body, never 405."""
+    async with server.client() as client:
+        got = await client.get(path)
+        head = await client.head(path)
+    assert head.status_code == got.status_code
+    assert head.headers.get("content-type") == got.headers.get("content-type")
+    assert head.headers.get("location") == got.headers.get("location")
+    assert head.content == b""
+
+
 # --- login --------------------------------------------------------------------------------
 
 

@@ -126,7 +126,7 @@ def create_app(
     app.add_exception_handler(AuthError, http_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/healthz", healthz, methods=["GET", "HEAD"], include_in_schema=False)
     app.include_router(pages.router)
     app.include_router(pages_login.router)
     app.include_router(pages_account.router)

@@ -35,6 +35,10 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
 router = APIRouter(include_in_schema=False)
 
+PAGE_METHODS: Final = ["GET", "HEAD"]
+"""What a page answers: HEAD as GET without the body (RFC 9110 §9.3.2), for link checkers and
+uptime probes; FastAPI, unlike Starlette's Route, does not add it to a GET route."""
+
 THEMES: Final = ("light", "dark")
 MAX_FIELD_CHARS: Final = 4096
 """Default cap on one form field; pages name tighter caps for the fields they read."""
@@ -258,6 +262,6 @@ def device_label(user_agent: str | None) -> str:
 templates.env.filters["device"] = device_label
 
 
-@router.get("/")
+@router.api_route("/", methods=PAGE_METHODS)
 async def home(request: Request) -> Response:
     return render(request, "home.html")

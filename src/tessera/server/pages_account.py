@@ -22,6 +22,7 @@ from tessera.identity.remember import RememberMe
 from tessera.identity.users import MAX_EMAIL_LENGTH, User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
+    PAGE_METHODS,
     delete_cookie,
     device_label,
     login_url,
@@ -117,7 +118,7 @@ def _unsaved_current(request: Request) -> SessionInfo:
     )
 
 
-@router.get("/account")
+@router.api_route("/account", methods=PAGE_METHODS)
 async def account(request: Request) -> Response:
     user = await _logged_in_user(request)
     if user is None:

@@ -23,6 +23,7 @@ from tessera.cookies import Cookie
 from tessera.errors import InvalidInput
 from tessera.server.deps import consent_of, services_of
 from tessera.server.pages import (
+    PAGE_METHODS,
     THEMES,
     read_form,
     render,
@@ -104,7 +105,7 @@ def categories_view(request: Request, consent: ConsentState) -> list[dict[str, o
     ]
 
 
-@router.get("/consent")
+@router.api_route("/consent", methods=PAGE_METHODS)
 async def consent_page(request: Request) -> Response:
     consent = current_consent(request)
     return render(
@@ -163,7 +164,7 @@ def _preferences_page(
     )
 
 
-@router.get("/preferences")
+@router.api_route("/preferences", methods=PAGE_METHODS)
 async def preferences(request: Request) -> Response:
     """Count the visit in the analytics cookie; show the count only with analytics consent."""
     services = services_of(request)

@@ -23,6 +23,7 @@ from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
 from tessera.identity.users import User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
+    PAGE_METHODS,
     delete_cookie,
     forget_presession,
     login_url,
@@ -70,7 +71,7 @@ def _login_page(
     )
 
 
-@router.get("/login")
+@router.api_route("/login", methods=PAGE_METHODS)
 async def login_form(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next"))
     if session_of(request).user_id is not None:
@@ -227,7 +228,7 @@ def _reauth_page(
     )
 
 
-@router.get("/reauth")
+@router.api_route("/reauth", methods=PAGE_METHODS)
 async def reauth_form(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next")) or "/account"
     if session_of(request).user_id is None:
