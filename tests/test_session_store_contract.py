@@ -197,6 +197,25 @@ async def test_no_renewal_before_due(store: SessionStore, clock: FakeClock) -> N
     assert await read(store, record.id_hash, clock.now()) == record
 
 
+async def test_loads_that_find_the_renewal_due_at_once_write_it_once(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    """A burst of requests after a pause all find the renewal due: one of them writes it, the
+    others find it done (at most one write per renewal interval, however many requests)."""
+    record = make(clock.now())
+    await store.create(record)
+    clock.advance(RENEW)
+    first = clock.now()
+    loads = await asyncio.gather(
+        *(store.load(record.id_hash, first + i / 1000, RENEW) for i in range(16))
+    )
+    assert all(loaded is not None for loaded in loads)
+    assert sum(loaded[1] for loaded in loads if loaded is not None) == 1
+    stored = await read(store, record.id_hash, first + 1)
+    assert stored is not None
+    assert stored.last_seen in {first + i / 1000 for i in range(16)}
+
+
 async def test_renewal_extends_life_past_the_old_idle_deadline(
     store: SessionStore, clock: FakeClock
 ) -> None:

@@ -99,15 +99,17 @@ local function live(last_seen, idle, absolute, now)
 end
 """
 
-# KEYS[1] session; ARGV: now (packed double). Slides the idle timeout of a live session (never
-# backwards). -> false | last_seen as stored afterwards (packed double)
+# KEYS[1] session; ARGV: now, renewal interval (packed doubles). Slides the idle timeout of a
+# live session when the interval has passed since its last renewal; a concurrent load that
+# renewed it first leaves nothing to do (one write per interval, however many requests see it
+# due at once). -> false | last_seen as stored afterwards (packed double: ARGV[1] if renewed)
 _RENEW = (
     _STATE
     + """
 local now = struct.unpack('<d', ARGV[1])
 local last_seen, idle, absolute, _, legacy, meta = state(KEYS[1])
 if not live(last_seen, idle, absolute, now) then return false end
-if now <= last_seen then return struct.pack('<d', last_seen) end
+if now - last_seen < struct.unpack('<d', ARGV[2]) then return struct.pack('<d', last_seen) end
 if legacy then
   redis.call('HSET', KEYS[1], 'last_seen', string.format('%.17g', now))
 else
@@ -428,10 +430,14 @@ class RedisSessionStore:
         if now - record.last_seen < renewal_interval:
             return record, False
         with _unavailable():
-            last_seen = await self._eval(self._renew_script, key, _DOUBLE.pack(now))
+            packed_now = _DOUBLE.pack(now)
+            last_seen = await self._eval(
+                self._renew_script, key, packed_now, _DOUBLE.pack(renewal_interval)
+            )
         if last_seen is None:
             return None  # ended (deleted, rotated) since the read
-        return record._replace(last_seen=_DOUBLE.unpack(last_seen)[0]), True
+        # Renewed by this load, or already by a concurrent one (its cookie goes out with it).
+        return record._replace(last_seen=_DOUBLE.unpack(last_seen)[0]), last_seen == packed_now
 
     def _update_commands(
         self, record: SessionRecord, now: float, previous: SessionRecord | None
