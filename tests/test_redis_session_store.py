@@ -511,3 +511,19 @@ def test_the_packed_layout_round_trips_every_field_exactly(
         for name, value in zip(fields[::2], fields[1::2], strict=True)
     }
     assert _record(rec.id_hash, stored) == rec
+
+
+async def test_a_user_id_of_a_str_subclass_logs_in(
+    store: RedisSessionStore, clock: FakeClock
+) -> None:
+    """An app's own ``class UserId(str)`` is a str: the login stores it (redis-py refuses
+    anything but exact types, so the session keeps it as a plain str)."""
+    from tessera.sessions import SessionManager
+
+    class UserId(str):
+        pass
+
+    manager = SessionManager(store, clock=clock)
+    session = await manager.create({"n": 1}, user_id=UserId("u-42"))
+    assert type(session.user_id) is str
+    assert [info.id for info in await manager.list_sessions("u-42")] == [session.id]

@@ -227,7 +227,9 @@ class Session(MutableMapping[str, Any]):
             if timeout is not None and not timeout > 0:
                 raise InvalidInput("session timeouts must be positive numbers of seconds")
         self._ensure_loaded()
-        self._user_id = user_id
+        # A str subclass (an app's own UserId type) is stored as the plain str it is: stores
+        # and drivers accept exact types only (redis-py refuses a subclass).
+        self._user_id = str(user_id)
         self._absolute_timeout = absolute_timeout
         self._idle_timeout = idle_timeout
         self._persistent = persistent
