@@ -363,3 +363,29 @@ async def test_sqlite_file_writers_queue_on_one_connection(tmp_path: Any) -> Non
         assert len(await store.list_all(clock.now(), limit=500)) == 200
     finally:
         await engine.dispose()
+
+
+async def test_a_postgresql_server_that_never_answers_is_unavailable_in_seconds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hung server (it accepts TCP, then says nothing) fails the request after the connect
+    timeout with StoreUnavailable; asyncpg alone would wait a minute."""
+    monkeypatch.setattr(sql, "POSTGRES_CONNECT_TIMEOUT", 0.5)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # kept open, never answered
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{port}/test")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(SqlSessionStore(engine).load("ab" * 32, 0.0, 60.0), 10)
+        assert accepted  # it was the hang, not a refused connection
+    finally:
+        await engine.dispose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -122,6 +122,10 @@ POSTGRES_MAX_OVERFLOW = 16
 """Extra connections opened under bursts and closed when returned (32 at most per process)."""
 
 
+POSTGRES_CONNECT_TIMEOUT = 5
+"""Seconds to open a PostgreSQL connection (asyncpg waits 60 by default): a server that accepts
+TCP and never answers makes the requests that need it fail with a 503 after this, not a minute."""
+
 SQLITE_QUEUE_TIMEOUT = 30
 """Seconds a request waits for the SQLite connection before its store counts as unavailable."""
 
@@ -139,6 +143,10 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if target.get_backend_name() == "postgresql":
         kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
         kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
+        kwargs["connect_args"] = {
+            "timeout": POSTGRES_CONNECT_TIMEOUT,
+            **kwargs.get("connect_args", {}),
+        }
     elif target.database not in (None, "", ":memory:"):
         # SQLite takes one writer at a time. With a pool of connections, concurrent writers
         # each wait on the file lock in SQLite's busy handler, which polls and is not fair: under
