@@ -388,6 +388,25 @@ async def test_only_one_of_two_concurrent_rotations_wins(
     assert await store.list_for_user("u1", clock.now()) == [winner]
 
 
+async def test_a_rotation_racing_log_out_everywhere_never_survives_it(
+    store: SessionStore, clock: FakeClock
+) -> None:
+    """Whichever goes first, no session of the user is live once both are done: a rotation
+    that loses says so, and one that wins leaves its new ID where ``delete_for_user`` finds it.
+    (Redis took the old session before indexing the new one, PostgreSQL deleted and inserted:
+    either way "log out everywhere" could miss the rotated session.) Repeated, as the window
+    is a round trip wide."""
+    for _ in range(30):
+        old = make(clock.now(), user_id="racer")
+        await store.create(old)
+        new = old._replace(id_hash=new_digest())
+        await asyncio.gather(
+            store.replace(old.id_hash, new, clock.now()), store.delete_for_user("racer")
+        )
+        assert await store.list_for_user("racer", clock.now()) == []
+        assert await read(store, new.id_hash, clock.now()) is None
+
+
 # --- delete / per-user ---------------------------------------------------------------------
 
 

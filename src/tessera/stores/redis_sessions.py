@@ -37,11 +37,17 @@ renewed. :meth:`~RedisSessionStore.update` must stay conditional ("never resurre
 script, but a lean one: it overwrites the fields instead of deleting and rewriting the hash.
 
 :meth:`replace` (ID rotation) runs as two steps, because the old and new keys live in different
-slots: a script deletes the old session only if it is live (``DEL`` wins for exactly one
-concurrent caller, which alone goes on), then one pipeline writes the new session. Between the
-steps neither ID loads; that is unobservable to clients, since the old ID is dead either way and
-the new ID has not been sent to anyone yet. A crash between the steps logs the user out (fail
-closed); it can never leave both IDs live or resurrect the old one.
+slots. First one pipeline writes the new session, indexed (rule 1); then a script deletes the
+old session only if it is live (``DEL`` wins for exactly one concurrent caller). If it was not,
+the rotation lost (a concurrent rotation won, or the session ended) and the new session is
+deleted again. Writing the new one first is what lets "log out everywhere" keep up with a
+rotation: by the time the old ID is gone, the new one is in the index, so
+:meth:`delete_for_user`, which reads the index again whenever one of its deletes finds a session
+already gone, finds it (taking the old one first left a moment in which neither was indexed, and
+a concurrent ``delete_for_user`` missed the rotated session). Between the steps both IDs load:
+the old one as it was, the new one known to nobody yet. A crash between them leaves the old
+session as it was and an orphan nobody holds the ID of, which expires when idle; it can never
+resurrect a session or carry a login over to the old ID.
 
 **Record layout.** A session hash has ``d`` (the data), ``m`` (every other field but the user,
 packed by :data:`_META`: the times as little-endian IEEE doubles first, then the flags, then
@@ -79,6 +85,11 @@ from tessera.stores.sessions import SessionRecord
 
 SCAN_BATCH = 500
 """Keys asked per SCAN step and hashes fetched per pipeline by :meth:`list_all`."""
+
+_DELETE_ROUNDS = 8
+"""Rounds of :meth:`RedisSessionStore.delete_for_user`, which reads the index again after
+finding a session gone (rotated away under it): one more round catches a rotation, eight a
+client rotating in a loop."""
 
 # The stored state of KEYS[1]: last_seen, idle_timeout, absolute_expires_at, user (or false),
 # legacy (written by an earlier version, one field per record field); nothing when absent.
@@ -498,17 +509,20 @@ class RedisSessionStore:
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         with _unavailable():
+            # The new session first, then the old one taken: see the module docstring.
+            await self._run(self._index_commands(record, now) + self._session_commands(record, now))
             taken = await self._eval(
                 self._take_script, self._session_key(old_id_hash), _DOUBLE.pack(now)
             )
             if not taken:
+                undo: list[Command] = [("DEL", self._session_key(record.id_hash))]
+                if record.user_id is not None:
+                    undo.append(("ZREM", self._user_key(record.user_id), record.id_hash))
+                await self._run(undo)
                 return False
             old_user = _text(taken[1])
-
-            commands = self._index_commands(record, now) + self._session_commands(record, now)
             if old_user is not None:
-                commands.append(("ZREM", self._user_key(old_user), old_id_hash))
-            await self._run(commands)
+                await self._run([("ZREM", self._user_key(old_user), old_id_hash)])
         return True
 
     async def delete(self, id_hash: str) -> bool:
@@ -539,23 +553,35 @@ class RedisSessionStore:
 
     async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
         index = self._user_key(user_id)
+        seen = set() if keep is None else {keep}
+        total = 0
         with _unavailable():
-            members: list[bytes] = (await self._run([("ZRANGE", index, 0, -1)]))[0]
-            digests = [d for d in (m.decode() for m in members) if d != keep]
-            if not digests:
-                return 0
+            for _ in range(_DELETE_ROUNDS):
+                members: list[bytes] = (await self._run([("ZRANGE", index, 0, -1)]))[0]
+                digests = [d for d in (m.decode() for m in members) if d not in seen]
+                if not digests:
+                    break
+                seen.update(digests)
 
-            def delete_owned() -> list[Command]:
-                # Only if it still belongs to this user: update() may have moved it.
-                sha = self._delete_script.sha
-                return [("EVALSHA", sha, 1, self._session_key(d), "1", user_id) for d in digests]
+                def delete_owned(digests: list[str] = digests) -> list[Command]:
+                    # Only if it still belongs to this user: update() may have moved it.
+                    sha = self._delete_script.sha
+                    return [
+                        ("EVALSHA", sha, 1, self._session_key(d), "1", user_id) for d in digests
+                    ]
 
-            replies = await self._pipeline(delete_owned)
-            deleted = [d for d, reply in zip(digests, replies, strict=True) if reply]
-            if deleted:
-                # Only entries whose session we deleted: a missing one may be a create in flight.
-                await self._run([("ZREM", index, *deleted)])
-        return len(deleted)
+                replies = await self._pipeline(delete_owned)
+                deleted = [d for d, reply in zip(digests, replies, strict=True) if reply]
+                if deleted:
+                    # Only entries whose session we deleted: a missing one may be a create in
+                    # flight.
+                    await self._run([("ZREM", index, *deleted)])
+                total += len(deleted)
+                if len(deleted) == len(digests):
+                    break
+                # A session already gone may have been rotated meanwhile; its successor was
+                # indexed before it went (see replace), so it is in the index now: read again.
+        return total
 
     async def list_all(self, now: float, limit: int = 1000) -> list[SessionRecord]:
         pattern = _glob_escape(f"{self._prefix}:s:{{") + "*}"

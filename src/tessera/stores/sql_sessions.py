@@ -144,7 +144,6 @@ _LOAD_ONE_STATEMENT = select(*_renewed.c).union_all(
 
 _INSERT = insert(_t)
 _UPDATE_LIVE = update(_t).where(_LIVE)  # SET columns come from the parameter keys
-_DELETE_LIVE = delete(_t).where(_LIVE)
 _DELETE = delete(_t).where(_t.c.id_hash == _h)
 
 
@@ -158,8 +157,8 @@ class SqlSessionStore:
     On PostgreSQL every single-statement operation runs in autocommit mode: a statement is
     atomic on its own, and skipping ``BEGIN``/``COMMIT`` saves two round trips per call. SQLite
     has no round trips to save, and switching its isolation level on every checkout costs more
-    than the transaction, so there each operation is a plain short transaction. :meth:`replace`
-    (two statements) is one transaction on both.
+    than the transaction, so there each operation is a plain short transaction. Every operation
+    is one statement, :meth:`replace` included.
     """
 
     def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
@@ -220,15 +219,14 @@ class SqlSessionStore:
         return count == 1
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
-        with sql.unavailable_on_error():
-            async with self._engine.begin() as conn:
-                # Deleting only a live row makes the delete the guard: of two concurrent
-                # rotations of one session exactly one sees rowcount 1 and inserts.
-                gone = await conn.execute(_DELETE_LIVE, {"h": old_id_hash, "now": now})
-                if gone.rowcount != 1:
-                    return False
-                await conn.execute(_INSERT, _values(record))
-        return True
+        # One UPDATE that gives the live row its new ID (and the rest of the record), rather
+        # than a delete and an insert: the row stays the same row, so a concurrent statement
+        # that waited on its lock follows it. Of two rotations of one session exactly one
+        # matches the old ID; and a "log out everywhere" (``delete_for_user``) that waited on
+        # the rotation deletes the rotated row, where under READ COMMITTED its snapshot would
+        # never have seen an inserted one (PostgreSQL), and the session would have survived.
+        _, count = await self._run(_UPDATE_LIVE, _values(record) | {"h": old_id_hash, "now": now})
+        return count == 1
 
     async def delete(self, id_hash: str) -> bool:
         _, count = await self._run(_DELETE, {"h": id_hash})
