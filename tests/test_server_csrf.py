@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from collections.abc import AsyncIterator
@@ -237,3 +238,46 @@ async def test_a_pre_session_cookie_in_a_second_cookie_field_counts(server: Serv
             headers=[("cookie", "other=1"), ("cookie", f"__Host-csrf={secret}")],
         )
     assert response.status_code == 303
+
+
+async def test_tokens_handed_out_in_parallel_right_after_a_login_all_work(server: Server) -> None:
+    """Two tabs, or an app asking twice, right after logging in: every token it was given
+    works. The login stores the session's new CSRF secret; made on first use, each request
+    made its own, the last save won, and the tokens of the others were refused."""
+    async with server.client() as browser:
+        assert (await login(browser)).status_code == 303
+        stored = await server.services.sessions.load(browser.cookies[SESSION])
+        assert stored is not None
+        assert isinstance(stored.get(SESSION_KEY), str)
+        answers = await asyncio.gather(*(browser.get("/api/v1/csrf") for _ in range(8)))
+        for answer in answers:
+            token = answer.json()["csrf_token"]
+            put = await browser.put(
+                "/api/v1/consent", json={"granted": []}, headers={"x-csrf-token": token}
+            )
+            assert put.status_code == 200, put.text
+
+
+async def test_a_remember_me_login_stores_a_csrf_secret_too(server: Server) -> None:
+    """Also when the request that restored the login renders no form (an app's API call)."""
+    async with server.client() as first:
+        await login(first, remember=True)
+        remember = first.cookies[REMEMBER]
+    async with server.browser_with(REMEMBER, remember) as browser:
+        assert (await browser.get("/api/v1/me")).status_code == 200
+        stored = await server.services.sessions.load(browser.cookies[SESSION])
+        assert stored is not None
+        assert isinstance(stored.get(SESSION_KEY), str)
+
+
+async def test_remember_me_reads_every_cookie_field(server: Server) -> None:
+    """HTTP/2 clients send each cookie in a Cookie field of its own (RFC 9113 §8.2.3)."""
+    async with server.client() as first:
+        await login(first, remember=True)
+        remember = first.cookies[REMEMBER]
+    async with server.client() as raw:
+        response = await raw.get(
+            "/api/v1/me", headers=[("cookie", "other=1"), ("cookie", f"{REMEMBER}={remember}")]
+        )
+    assert response.status_code == 200
+    assert response.json()["remembered"] is True

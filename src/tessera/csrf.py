@@ -106,8 +106,14 @@ class CsrfProtector:
 
     @staticmethod
     def reset(session: MutableMapping[str, Any]) -> None:
-        """Forget the secret (at login): the next page issues tokens for a fresh one."""
-        session.pop(SESSION_KEY, None)
+        """Replace the secret (at login): tokens issued before die with the old one.
+
+        The new secret is made now, not on first use, so that it is stored with the login: the
+        requests a browser sends right after (two tabs, an app fetching two tokens) all find it.
+        Made on first use instead, each of them made its own and saved the session with it, the
+        last save won, and the tokens the others had handed out were refused.
+        """
+        session[SESSION_KEY] = secrets.token_urlsafe(_TOKEN_BYTES)
 
     def token(self, session: MutableMapping[str, Any]) -> str:
         """A freshly masked token for this session (different bytes on every call)."""

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tessera.cookies import CookiePolicy, parse_cookie_header
+from tessera.asgi.consent import request_cookies
+from tessera.cookies import CookiePolicy
 from tessera.identity.remember import DEFAULT_LIFETIME, RememberMe, TheftDetected
 from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
 from tessera.sessions import Session
@@ -77,10 +78,8 @@ class RememberMeMiddleware:
         await self.app(scope, receive, send_with_cookie)
 
     def _cookie(self, scope: Scope) -> str | None:
-        for key, raw in scope.get("headers") or ():
-            if key == b"cookie":
-                return parse_cookie_header(raw).get(self.cookie_name)
-        return None
+        # Every Cookie field, as HTTP/2 clients send one per cookie (RFC 9113 §8.2.3).
+        return request_cookies(scope).get(self.cookie_name)
 
     async def _restore(self, scope: Scope, session: Session, value: str) -> str | None:
         """Log the session in from ``value``; the Set-Cookie to send back, if any."""

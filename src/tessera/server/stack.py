@@ -72,6 +72,8 @@ def build_chain(app: ASGIApp, services: Services) -> ASGIApp:
         return user is not None and not user.disabled
 
     async def on_restored(user_id: str, scope: Scope) -> None:
+        # A login, as at the form: a fresh CSRF secret, stored with it (see CsrfProtector.reset).
+        services.csrf.reset(scope["session"])
         await services.events.record(
             EventKind.LOGIN_SUCCEEDED,
             user_id=user_id,
