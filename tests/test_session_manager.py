@@ -327,6 +327,26 @@ async def test_rotate_keeps_data_and_lifetime(manager: SessionManager, clock: Fa
     assert rotated.record.created_at == created
 
 
+async def test_the_losing_rotation_of_a_double_submitted_login_leaves_the_cookie_alone(
+    manager: SessionManager,
+) -> None:
+    """A login form sent twice rotates one session twice: one wins and sets the new cookie;
+    the other reports the session gone but must not delete the cookie, or its response,
+    arriving after the winner's, would log the browser straight out."""
+    secret = await stored(manager, a=1)
+    first, second = await manager.load(secret), await manager.load(secret)
+    assert first is not None
+    assert second is not None
+    first.login("alice")
+    second.login("alice")
+    won, lost = await manager.save(first), await manager.save(second)
+    assert won.action is CookieAction.SET
+    assert lost.gone
+    assert lost.action is CookieAction.KEEP
+    assert won.session_id is not None
+    assert await manager.load(won.session_id) is not None
+
+
 async def test_anonymous_login_creates_the_session(manager: SessionManager) -> None:
     session = manager.begin(None)
     session.login("bob")

@@ -133,6 +133,8 @@ end."""
 _KEEP = SaveResult(CookieAction.KEEP)
 _CLEAR = SaveResult(CookieAction.CLEAR)
 _GONE = SaveResult(CookieAction.CLEAR, gone=True)
+_LOST = SaveResult(CookieAction.KEEP, gone=True)
+"""A rotation that found its session gone (see ``_rotate``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,7 +586,12 @@ class SessionManager:
                 user_agent=user_agent if user_agent is not None else record.user_agent,
             )
         if not await self.store.replace(record.id_hash, new, now):
-            return self._gone(session)
+            # Ended meanwhile, or rotated by another request first: a login form sent twice (a
+            # double click) rotates one session twice at once. The cookie is left alone, as
+            # the winner's response sets the new one and a deletion sent after it would log
+            # the browser out; a dead cookie is deleted by the next request anyway.
+            self._gone(session)
+            return _LOST
         self._bound(session, secret, new)
         self.metrics.incr("sessions.rotated")
         if new.user_id is not None and record.user_id != new.user_id:
