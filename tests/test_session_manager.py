@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -560,6 +562,29 @@ async def test_cap_evicts_the_same_kind_first_and_tells_the_hooks(clock: FakeClo
     assert evicted == [apps[0].id, apps[1].id]
 
 
+async def test_cap_evicts_from_the_kind_with_most_sessions_least_recently_used_first(
+    clock: FakeClock,
+) -> None:
+    """App sessions that filled the cap give way to new browser logins, stalest first, until
+    the kinds are even: the user is not held to one browser by scripts that never log out."""
+    manager = SessionManager(MemorySessionStore(), clock=clock, max_per_user=4)
+    first_browser = await manager.create(user_id="u")
+    clock.advance(1)
+    apps = []
+    for _ in range(3):
+        apps.append(await manager.create(user_id="u", kind="token"))
+        clock.advance(1)
+    assert await manager.touch(apps[0])  # used since: the stalest app session is now apps[1]
+    clock.advance(1)
+    second_browser = await manager.create(user_id="u")
+    live = {i.id for i in await manager.list_sessions("u")}
+    assert live == {first_browser.id, second_browser.id, apps[0].id, apps[2].id}
+    clock.advance(1)
+    third_browser = await manager.create(user_id="u")  # browsers now outnumber apps
+    live = {i.id for i in await manager.list_sessions("u")}
+    assert live == {second_browser.id, third_browser.id, apps[0].id, apps[2].id}
+
+
 class _ListedBeforeEitherEvicts(CountingStore):
     """Answers every listing with the first one it gave: two logins that listed at once."""
 
@@ -589,6 +614,57 @@ async def test_two_logins_at_once_do_not_evict_each_other(clock: FakeClock) -> N
     live = {r.id_hash for r in await store.inner.list_for_user("u", clock.now())}
     assert second.id in live  # the newest login always survives
     assert browser.id not in live or first.id not in live
+
+
+async def test_logins_evicting_one_session_at_once_end_it_once(clock: FakeClock) -> None:
+    """Concurrent logins of one user list the same oldest session: its tokens are ended and
+    its revocation recorded once, not once per login."""
+    store = _ListedBeforeEitherEvicts(MemorySessionStore())
+    manager = SessionManager(store, clock=clock, max_per_user=None)
+    calls: list[str] = []
+
+    async def hook(record: SessionRecord) -> None:
+        calls.append(record.id_hash)
+        await asyncio.sleep(0.01)  # ends tokens in a store: the other login runs meanwhile
+
+    manager.on_evicted.append(hook)
+    oldest = await manager.create(user_id="u")
+    logins = []
+    for _ in range(3):
+        clock.advance(1)
+        logins.append(await manager.create(user_id="u"))
+    manager.max_per_user = 3
+    records = {r.id_hash: r for r in await store.inner.list_for_user("u", clock.now())}
+    await asyncio.gather(
+        *(manager._enforce_cap(records[s.id], clock.now()) for s in logins if s.id is not None)
+    )
+    assert calls == [oldest.id]
+
+
+class _RotatedMeanwhile(CountingStore):
+    """The first session the cap deletes was rotated to a new ID just before (same record)."""
+
+    rotated: str | None = None
+
+    async def delete(self, id_hash: str) -> bool:
+        if self.rotated is None:
+            old = await self.inner.load(id_hash, 0.0, 1e9)
+            assert old is not None
+            self.rotated = hashlib.sha256(id_hash.encode()).hexdigest()
+            await self.inner.replace(id_hash, old[0]._replace(id_hash=self.rotated), 0.0)
+        return await self.inner.delete(id_hash)
+
+
+async def test_a_victim_rotated_away_meanwhile_is_still_evicted(clock: FakeClock) -> None:
+    """Its delete finds nothing (its ID changed): the cap lists again and ends it by its new ID,
+    rather than leaving the user over the cap."""
+    store = _RotatedMeanwhile(MemorySessionStore())
+    manager = SessionManager(store, clock=clock, max_per_user=1)
+    await manager.create(user_id="u")
+    clock.advance(1)
+    new = await manager.create(user_id="u")
+    assert store.rotated is not None
+    assert [i.id for i in await manager.list_sessions("u")] == [new.id]
 
 
 async def test_an_eviction_whose_hook_fails_keeps_the_session_and_the_login(

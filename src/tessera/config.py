@@ -76,7 +76,7 @@ class Settings(BaseSettings):
         default=100,
         ge=0,
         description="Cap on concurrent sessions per user, browsers and apps together (the "
-        "oldest is revoked); 0 for no cap.",
+        "least recently used of the kind holding most is revoked); 0 for no cap.",
     )
     session_memory_max: int = Field(
         default=100_000, gt=0, description="Most sessions the memory store holds (LRU beyond)."

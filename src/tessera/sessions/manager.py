@@ -18,6 +18,7 @@ import json.encoder
 import logging
 import re
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -83,6 +84,26 @@ def _saved(record: SessionRecord, data: bytes, now: float) -> SessionRecord:
 
 
 _tuple_new = tuple.__new__
+
+
+def _victims(records: list[SessionRecord], kept: SessionRecord, excess: int) -> list[SessionRecord]:
+    """The ``excess`` sessions the cap ends (see ``SessionManager._enforce_cap``): among those
+    older than ``kept``, each time the least recently used of the kind that has most sessions
+    (the new session's kind on a tie)."""
+    newer_than = (kept.created_at, kept.id_hash)
+    by_kind: dict[str, list[SessionRecord]] = {}
+    for record in sorted(records, key=lambda r: (r.last_seen, r.created_at, r.id_hash)):
+        if (record.created_at, record.id_hash) < newer_than:
+            by_kind.setdefault(record.kind, []).append(record)
+    counts = Counter(record.kind for record in records)
+    victims: list[SessionRecord] = []
+    while len(victims) < excess and by_kind:
+        kind = max(by_kind, key=lambda k: (counts[k], k == kept.kind))
+        victims.append(by_kind[kind].pop(0))
+        counts[kind] -= 1
+        if not by_kind[kind]:
+            del by_kind[kind]
+    return victims
 
 
 def _accepts_previous(update: Callable[..., object]) -> bool:
@@ -216,6 +237,8 @@ class SessionManager:
         self.max_bytes = max_bytes
         self.max_per_user = max_per_user
         self.metrics = metrics if metrics is not None else Metrics()
+        self._evicting: set[str] = set()
+        """Sessions whose eviction is under way in this process (see _evict)."""
         self.on_evicted: list[Callable[[SessionRecord], Awaitable[None]]] = []
         """Called with each session the per-user cap removes, before its record is deleted (a
         hook that raises keeps the session: see ``_enforce_cap``)."""
@@ -607,29 +630,41 @@ class SessionManager:
         session._absolute_timeout = session._idle_timeout = None
 
     async def _enforce_cap(self, kept: SessionRecord, now: float) -> None:
-        """Revoke the user's oldest sessions beyond ``max_per_user`` (never ``kept``, the new one).
+        """Revoke sessions of the user beyond ``max_per_user`` (never ``kept``, the new one).
 
-        Only sessions older than ``kept`` are candidates, the oldest *of its kind* first, then
-        the oldest of any kind: a script that logs in through the API again and again evicts its
-        own earlier app sessions, not the browser its user is reading in; with a cap of 1 the
-        rule is still "one session"; and two logins at once cannot evict each other (the newer
-        may evict the older, as one after the other would). Each candidate goes to the
-        :attr:`on_evicted` hooks (the server ends its tokens and remember-me login there)
-        *before* its record is deleted: if a hook fails, the session stays whole, the failure is
-        logged and the next login tries again, instead of failing this login half-way.
+        **Which.** Only sessions older than ``kept`` are candidates, so two logins at once
+        cannot evict each other (the newer may evict the older, as one after the other would).
+        Among them, the kind (browser, token) holding the most sessions gives up its least
+        recently used one: a script that logs in through the API again and again evicts its own
+        stale app sessions, neither the browser its user is reading in nor, once such sessions
+        fill the cap, every other browser (evicting the new session's kind first did that); with
+        a cap of 1 the rule is still "one session".
+
+        **How.** Each victim goes to the :attr:`on_evicted` hooks (the server ends its tokens
+        and remember-me login there) *before* its record is deleted: if a hook fails, the
+        session stays whole, the failure is logged and the next login tries again, instead of
+        failing this login half-way. A victim that vanished before its delete (revoked, or
+        rotated to a new ID meanwhile) makes the cap list again once.
+
+        **Limits.** Logins of one user at the same moment on several processes may each see
+        too few sessions to evict (the other's not stored yet): the user is then over the cap
+        by at most that many until their next login. The hooks of one victim run once per
+        process; two processes evicting it at once both run them.
         """
         if self.max_per_user is None or kept.user_id is None:
             return
-        records = await self.store.list_for_user(kept.user_id, now)  # oldest first
-        excess = len(records) - self.max_per_user
-        if excess <= 0:
-            return
-        newer_than = (kept.created_at, kept.id_hash)
-        older = [r for r in records if (r.created_at, r.id_hash) < newer_than]
-        same_kind_first = [r for r in older if r.kind == kept.kind] + [
-            r for r in older if r.kind != kept.kind
-        ]
-        for record in same_kind_first[:excess]:
+        for _ in range(2):
+            records = await self.store.list_for_user(kept.user_id, now)
+            victims = _victims(records, kept, len(records) - self.max_per_user)
+            if not victims or all([await self._evict(record) for record in victims]):
+                return
+
+    async def _evict(self, record: SessionRecord) -> bool:
+        """End one session the cap chose; False if it had vanished (or a hook failed)."""
+        if record.id_hash in self._evicting:
+            return True  # another login of this process is evicting it right now
+        self._evicting.add(record.id_hash)
+        try:
             try:
                 for hook in self.on_evicted:
                     await hook(record)
@@ -638,12 +673,15 @@ class SessionManager:
                     "session cap: ending session %s… failed; it stays until the next login",
                     record.id_hash[:12],
                 )
-                continue
-            # Gone either way: deleted now, or already by someone else since the listing (a
-            # concurrent revoke, or a delete a store ran twice on a resend). Counting only our
-            # own deletes would revoke one session too many.
+                return True  # kept on purpose: not a reason to list again
+            # Deleted now, or by someone else since the listing (a concurrent revoke, a
+            # rotation): only our own deletes count, or the cap would revoke one too many.
             if await self.store.delete(record.id_hash):
                 self.metrics.incr("sessions.capped")
+                return True
+            return False
+        finally:
+            self._evicting.discard(record.id_hash)
 
     def _gone(self, session: Session) -> SaveResult:
         self.metrics.incr("sessions.gone")
