@@ -34,6 +34,27 @@ def test_validation_error_names_the_env_variable(monkeypatch: pytest.MonkeyPatch
         load_settings()
 
 
+@pytest.mark.parametrize("name", ["bad name", "a;b", "", "sess=ion", "zoë"])
+def test_a_session_cookie_name_that_is_no_cookie_name_is_refused(name: str) -> None:
+    """At start-up, naming the variable, rather than at the first Set-Cookie (a traceback)."""
+    with pytest.raises(ConfigError, match="TESSERA_SESSION_COOKIE_NAME: must be an RFC 6265"):
+        load_settings(session_cookie_name=name)
+
+
+def test_a_renewal_interval_not_shorter_than_the_idle_timeout_is_refused() -> None:
+    """A session would end idle before its first renewal: logged out while in use."""
+    with pytest.raises(ConfigError, match=r"TESSERA_SESSION_RENEWAL_INTERVAL .* shorter than"):
+        load_settings(session_idle_timeout=60, session_renewal_interval=60)
+    load_settings(session_idle_timeout=61, session_renewal_interval=60)
+
+
+def test_the_server_refuses_a_session_cookie_named_like_another_of_its_cookies() -> None:
+    from tessera.server.services import cookie_registry
+
+    with pytest.raises(ConfigError, match="TESSERA_SESSION_COOKIE_NAME: 'csrf' is the name"):
+        cookie_registry(load_settings(session_cookie_name="csrf"))
+
+
 def test_short_secret_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="TESSERA_SECRET_KEY"):
         load_settings(secret_key="short")
@@ -88,3 +109,20 @@ def test_readme_documents_every_setting() -> None:
         if f"`TESSERA_{name.upper()}`" not in readme
     ]
     assert missing == []
+
+
+def test_serve_says_a_taken_session_cookie_name_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    """Before uvicorn starts: no lifespan traceback, nothing bound, exit status 2."""
+    from typer.testing import CliRunner
+
+    from tessera.cli import app as cli
+
+    monkeypatch.chdir(str(tmp_path))
+    monkeypatch.setenv("TESSERA_SESSION_COOKIE_NAME", "csrf")
+    monkeypatch.setenv("COLUMNS", "250")  # rich must not wrap
+    result = CliRunner().invoke(cli, ["serve", "--port", "1"])
+    assert result.exit_code == 2, result.output
+    assert "TESSERA_SESSION_COOKIE_NAME: 'csrf' is the name" in result.output
+    assert "Traceback" not in result.output

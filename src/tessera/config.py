@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,6 +20,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tessera.cookies import is_cookie_name
 from tessera.errors import ConfigError
 
 SessionStoreKind = Literal["memory", "sql", "redis"]
@@ -138,6 +139,24 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 bytes")
         return value
 
+    @field_validator("session_cookie_name")
+    @classmethod
+    def _cookie_name_is_a_token(cls, value: str) -> str:
+        # Checked here, not at the first Set-Cookie, which the cookie layer would refuse.
+        if not is_cookie_name(value):
+            raise ValueError("must be an RFC 6265 token: letters, digits and !#$%&'*+-.^_`|~")
+        return value
+
+    @model_validator(mode="after")
+    def _renewal_before_idle_end(self) -> Settings:
+        if self.session_renewal_interval >= self.session_idle_timeout:
+            # A session would end idle before its first renewal: logged out while active.
+            raise ValueError(
+                f"TESSERA_SESSION_RENEWAL_INTERVAL ({self.session_renewal_interval}) must be "
+                f"shorter than TESSERA_SESSION_IDLE_TIMEOUT ({self.session_idle_timeout})"
+            )
+        return self
+
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str) -> str:
@@ -174,8 +193,13 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"TESSERA_{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(_problem(err["loc"], err["msg"]) for err in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """One validation error, named by its variable (a check of several names them itself)."""
+    message = message.removeprefix("Value error, ")
+    if not loc:
+        return message
+    return f"TESSERA_{'.'.join(str(p) for p in loc).upper()}: {message}"

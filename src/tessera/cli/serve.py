@@ -40,11 +40,13 @@ def serve(
     if dev is not None:
         overrides["dev"] = dev
     settings = settings_or_exit(**overrides)
+    from tessera.server.services import cookie_registry
     from tessera.stores.factory import require_drivers
 
     try:
         # Before uvicorn: raised in its startup, the error would print as a traceback.
         require_drivers(settings)
+        cookie_registry(settings)
     except ConfigError as exc:
         print_error(exc.message)
         raise typer.Exit(2) from None

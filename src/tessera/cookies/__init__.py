@@ -18,6 +18,7 @@ from tessera.cookies._cookie import (
     Cookie,
     CookieChanges,
     SameSite,
+    is_cookie_name,
     strip_prefix,
 )
 from tessera.cookies._parse import (
@@ -45,6 +46,7 @@ __all__ = [
     "SameSite",
     "SetCookieHeader",
     "SignedCookies",
+    "is_cookie_name",
     "parse_cookie_header",
     "parse_cookie_pairs",
     "parse_set_cookie",

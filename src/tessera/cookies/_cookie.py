@@ -162,8 +162,13 @@ def _to_utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
 
 
+def is_cookie_name(name: str) -> bool:
+    """Whether ``name`` may name a cookie: an RFC 6265 token (§4.1.1)."""
+    return _TOKEN.fullmatch(name) is not None
+
+
 def _check_name_value(name: object, value: object) -> None:
-    if not isinstance(name, str) or (name != "" and _TOKEN.fullmatch(name) is None):
+    if not isinstance(name, str) or (name != "" and not is_cookie_name(name)):
         raise CookieError(
             f"cookie name {name!r} is not an RFC 6265 token", code="cookie_name_invalid"
         )

@@ -24,7 +24,7 @@ from tessera.config import Settings
 from tessera.consent import Category, CookieDeclaration, CookieRegistry
 from tessera.cookies import CookiePolicy
 from tessera.csrf import PRESESSION_COOKIE, CsrfProtector
-from tessera.errors import StoreUnavailable
+from tessera.errors import ConfigError, StoreUnavailable
 from tessera.identity.accounts import UserService
 from tessera.identity.events import EventLog
 from tessera.identity.passwords import PasswordHasher
@@ -66,7 +66,16 @@ ACCESS_TOKEN_AUDIENCE = "tessera"  # noqa: S105 - an audience name, not a secret
 
 
 def cookie_registry(settings: Settings) -> CookieRegistry:
-    """Every cookie the server sets, with its consent category (names without prefixes)."""
+    """Every cookie the server sets, with its consent category (names without prefixes).
+
+    Raises ConfigError when the configured session cookie name is taken by another of them.
+    """
+    others = (REMEMBER_COOKIE, CONSENT_COOKIE, PRESESSION_COOKIE, THEME_COOKIE, VISITS_COOKIE)
+    if settings.session_cookie_name in others:
+        raise ConfigError(
+            f"TESSERA_SESSION_COOKIE_NAME: {settings.session_cookie_name!r} is the name of "
+            f"another cookie of the server (taken: {', '.join(others)})"
+        )
     return CookieRegistry(
         [
             CookieDeclaration(
