@@ -278,10 +278,10 @@ async def _session_store(
         store = await open_session_store(settings, engine=engine, metrics=metrics)
         closers.append(store.close)
         return None, store
+    redis = _redis_client(settings)  # first: without the driver, a ConfigError naming the extra
+    closers.append(redis.aclose)
     from tessera.stores.redis_sessions import RedisSessionStore
 
-    redis = _redis_client(settings)
-    closers.append(redis.aclose)
     # Built here rather than by the factory so that it shares the client and the prefix.
     redis_store = RedisSessionStore(redis, settings.redis_prefix)
     closers.append(redis_store.close)
