@@ -389,3 +389,24 @@ async def test_any_cookie_header_is_no_session_never_an_error(
     assert sent[0]["status"] == 200
     assert json.loads(sent[1]["body"]) == {"visits": 0}
     assert store.calls["create"] == 0
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        "big=" + "x" * 9000,  # analytics and consent cookies that add up past 8 KiB
+        "; ".join(f"c{i}=1" for i in range(200)),  # more cookies than the old cap of 128
+    ],
+)
+async def test_the_session_cookie_is_found_behind_what_a_browser_may_send(
+    manager: SessionManager, before: str
+) -> None:
+    """Behind the other cookies of a busy site (up to what servers accept, 16 KiB, and the
+    180 cookies a browser keeps per site) the session is still found: it used to read as
+    logged out past 8 KiB or 128 cookies."""
+    async with client(manager) as c:
+        first = await c.get("/visits")
+        session = f"{NAME}={cookie_of(first)}"
+        c.cookies.clear()
+        again = await c.get("/visits", headers={"cookie": f"{before}; {session}"})
+    assert again.json() == {"visits": 2}

@@ -17,7 +17,9 @@ Choices, following RFC 6265bis §5.4/§5.7 where the RFC speaks:
   keeps every pair for callers that need to see the shadows.
 - Caps: at most ``max_bytes`` are read (bytes for bytes input, characters for str input, one
   per byte of a latin-1 decoded ASGI header), cut back to the last ``;`` so no cookie is
-  truncated mid-value; at most ``max_cookies`` pairs are returned.
+  truncated mid-value; at most ``max_cookies`` pairs are returned. The defaults are what a
+  browser may really send (:data:`MAX_HEADER_BYTES`, :data:`MAX_COOKIES`): a cookie past them
+  reads as absent, so they must not be where a session cookie can still be.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ import dataclasses
 import functools
 import re
 from email.utils import parsedate_to_datetime
+
+MAX_HEADER_BYTES = 16384
+"""Bytes of a Cookie header read by default: what common servers accept in all (h11, as under
+uvicorn, and Node: 16 KiB; nginx and Apache 8 KiB a line). Sites whose analytics and consent
+cookies add up pass 8 KiB, and a session cookie beyond the cap would read as logged out."""
+
+MAX_COOKIES = 256
+"""Cookies of a header read by default: above the 180 per site that Chromium keeps."""
 
 _WS = " \t"
 _MAX_AGE = re.compile(r"-?[0-9]+")
@@ -57,7 +67,7 @@ def _unquote(value: str) -> str:
 
 
 def parse_cookie_pairs(
-    header: str | bytes, *, max_bytes: int = 8192, max_cookies: int = 128
+    header: str | bytes, *, max_bytes: int = MAX_HEADER_BYTES, max_cookies: int = MAX_COOKIES
 ) -> list[tuple[str, str]]:
     """Every (name, value) of a Cookie header, in order, duplicates kept. Never raises."""
     if not isinstance(header, str | bytes):
@@ -79,7 +89,7 @@ def parse_cookie_pairs(
 
 
 def parse_cookie_header(
-    header: str | bytes, *, max_bytes: int = 8192, max_cookies: int = 128
+    header: str | bytes, *, max_bytes: int = MAX_HEADER_BYTES, max_cookies: int = MAX_COOKIES
 ) -> dict[str, str]:
     """The cookies of a Cookie header by name, first occurrence winning. Never raises."""
     cookies: dict[str, str] = {}
@@ -99,7 +109,11 @@ def _piece_named(name: str) -> re.Pattern[bytes] | None:
 
 
 def cookie_value(
-    header: str | bytes, name: str, *, max_bytes: int = 8192, max_cookies: int = 128
+    header: str | bytes,
+    name: str,
+    *,
+    max_bytes: int = MAX_HEADER_BYTES,
+    max_cookies: int = MAX_COOKIES,
 ) -> str | None:
     """``parse_cookie_header(header, ...).get(name)``, without parsing every cookie. Never raises.
 
