@@ -9,6 +9,10 @@ object free of I/O and usable as Starlette's ``request.session``.
 
 Mutating a nested value in place (``session["cart"].append(x)``) is invisible to the mapping, as
 in Django: reassign the key or set ``session.modified = True``.
+
+The data is saved whole: of two overlapping requests that change different keys, the later save
+wins (as in Django and Starlette). Stores never let a save bring back a session that ended
+meanwhile.
 """
 
 from __future__ import annotations
