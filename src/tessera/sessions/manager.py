@@ -647,8 +647,9 @@ class SessionManager:
         rotated to a new ID meanwhile) makes the cap list again once.
 
         **Limits.** Logins of one user at the same moment on several processes may each see
-        too few sessions to evict (the other's not stored yet): the user is then over the cap
-        by at most that many until their next login. The hooks of one victim run once per
+        too few sessions to evict (the other's not stored yet), and with Redis a listing taken
+        while one of the sessions rotates may miss it: the user is then over the cap by that
+        many until their next login. The hooks of one victim run once per
         process; two processes evicting it at once both run them.
         """
         if self.max_per_user is None or kept.user_id is None:
