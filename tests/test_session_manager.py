@@ -459,9 +459,19 @@ def test_unloaded_session_refuses_use() -> None:
 
 
 def test_settings_configure_the_manager(store: CountingStore) -> None:
-    settings = Settings(session_idle_timeout=5, session_max_bytes=10, session_max_per_user=2)
+    settings = Settings(
+        session_idle_timeout=5,
+        session_renewal_interval=2,
+        session_max_bytes=10,
+        session_max_per_user=2,
+    )
     manager = SessionManager.from_settings(settings, store)
-    assert (manager.idle_timeout, manager.max_bytes, manager.max_per_user) == (5, 10, 2)
+    assert (
+        manager.idle_timeout,
+        manager.renewal_interval,
+        manager.max_bytes,
+        manager.max_per_user,
+    ) == (5, 2, 10, 2)
 
 
 def test_sessions_per_user_are_capped_by_default_and_zero_lifts_the_cap(
