@@ -113,25 +113,6 @@ async def test_forget_user_removes_every_token(remember: RememberMe) -> None:
     assert await remember.consume(other) is not None
 
 
-async def test_forget_user_can_keep_the_token_of_the_browser_that_asked(
-    remember: RememberMe,
-) -> None:
-    kept = await remember.issue("u1")
-    gone = await remember.issue("u1")
-    other = await remember.issue("u2")
-    selector = RememberMe.parse(kept)
-    assert selector is not None
-    # A selector of another user's token keeps nothing of this user's, and deletes nothing of
-    # the other's.
-    other_selector = RememberMe.parse(other)
-    assert other_selector is not None
-    assert await remember.forget_user("u1", keep=selector[0]) == 1
-    assert await remember.consume(gone) is None
-    assert await remember.consume(kept) is not None
-    assert await remember.forget_user("u1", keep=other_selector[0]) == 1
-    assert await remember.consume(other) is not None
-
-
 async def test_forget_deletes_the_cookie_token(remember: RememberMe) -> None:
     cookie = await remember.issue("u1")
     await remember.forget(cookie)

@@ -97,9 +97,7 @@ class RememberStore(Protocol):
 
     async def delete(self, selector: str) -> bool: ...
 
-    async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
-        """Delete every token of ``user_id`` but the one whose selector is ``keep``; the count."""
-        ...
+    async def delete_for_user(self, user_id: str) -> int: ...
 
 
 class MemoryRememberStore:
@@ -124,8 +122,8 @@ class MemoryRememberStore:
     async def delete(self, selector: str) -> bool:
         return self._tokens.pop(selector, None) is not None
 
-    async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
-        doomed = [s for s, t in self._tokens.items() if t.user_id == user_id and s != keep]
+    async def delete_for_user(self, user_id: str) -> int:
+        doomed = [s for s, t in self._tokens.items() if t.user_id == user_id]
         for selector in doomed:
             del self._tokens[selector]
         return len(doomed)
@@ -223,7 +221,6 @@ class RememberMe:
         if parsed is not None:
             await self.store.delete(parsed[0])
 
-    async def forget_user(self, user_id: str, *, keep: str | None = None) -> int:
-        """Delete every token of a user (theft, password change, disable); ``keep``, the
-        selector of the token of the browser that asked ("log out everywhere else"), stays."""
-        return await self.store.delete_for_user(user_id, keep=keep)
+    async def forget_user(self, user_id: str) -> int:
+        """Delete every token of a user (theft, password change, disable)."""
+        return await self.store.delete_for_user(user_id)

@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from tessera.asgi.remember import remember_cookie_value
 from tessera.errors import Conflict, InvalidInput
 from tessera.identity.events import EventKind
 from tessera.identity.passwords import MAX_PASSWORD_BYTES, check_new_password
@@ -31,7 +32,7 @@ from tessera.server.pages import (
     request_cookie,
     text_field,
 )
-from tessera.server.pages_login import check_password
+from tessera.server.pages_login import REMEMBER_MAX_AGE, check_password
 from tessera.server.services import REMEMBER_COOKIE
 from tessera.sessions.manager import SessionInfo
 
@@ -148,19 +149,21 @@ async def revoke_session(request: Request, public_id: str) -> Response:
 async def revoke_others(request: Request) -> Response:
     """ "Log out everywhere else": every other session, app token and remember-me token.
 
-    This browser stays as it was, its remember-me login included (the token its session was
-    logged in with or restored by, see ``tessera.identity.remember.SESSION_KEY``).
+    This browser stays logged in, and stays remembered if it was: its remember-me token dies
+    with the others (a stolen copy of the cookie, already used, holds the same selector and the
+    current validator, so keeping the token would keep the thief), and it gets a new one.
     """
     services = services_of(request)
     session = session_of(request)
     user = await _logged_in_user(request)
     if user is None or session.id is None:
         return _to_login()
-    own = session.get(REMEMBER_SESSION_KEY)
-    own_selector = own if isinstance(own, str) else None
-    await services.revoker.revoke_user_everywhere(
-        user.id, keep_session=session.id, keep_remember=own_selector
-    )
+    name = services.cookie_name(REMEMBER_COOKIE)
+    cookie = request_cookie(request, name)
+    parsed = RememberMe.parse(cookie) if cookie is not None else None
+    # Remembered: its session was logged in with (or restored by) the cookie it still sends.
+    remembered = parsed is not None and session.get(REMEMBER_SESSION_KEY) == parsed[0]
+    await services.revoker.revoke_user_everywhere(user.id, keep_session=session.id)
     await services.events.record(
         EventKind.SESSION_REVOKED,
         user_id=user.id,
@@ -169,12 +172,15 @@ async def revoke_others(request: Request) -> Response:
         detail={"session": "all_others"},
     )
     response = _back("others")
-    cookie = request_cookie(request, services.cookie_name(REMEMBER_COOKIE))
-    parsed = RememberMe.parse(cookie) if cookie is not None else None
-    if parsed is None or parsed[0] != own_selector:
-        # Not the token kept above (a session from before the link, or a stray cookie): its
-        # token was revoked with the others, so the dead cookie goes.
-        _delete_remember_cookie(request, response)
+    if remembered:
+        value = await services.remember.issue(user.id)
+        session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
+        response.headers.append(
+            "set-cookie",
+            remember_cookie_value(services.cookie_policy, name, value, REMEMBER_MAX_AGE),
+        )
+    else:
+        _delete_remember_cookie(request, response)  # its token died with the others
     return response
 
 
@@ -225,6 +231,7 @@ async def change_password(request: Request) -> Response:
     # one (a rotation of a vanished record would log this browser out).
     await services.users.change_password(user.id, new)
     session.destroy()
+    services.csrf.reset(session)  # a login: the new session's secret is stored with it
     session.login(user.id)
     response = _back("password")
     _delete_remember_cookie(request, response)

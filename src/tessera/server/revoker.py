@@ -49,17 +49,16 @@ class Revoker:
         self.clock = clock
 
     async def revoke_user_everywhere(
-        self, user_id: str, *, keep_session: str | None = None, keep_remember: str | None = None
+        self, user_id: str, *, keep_session: str | None = None
     ) -> Revocation:
         """End every session, remember-me token, refresh family and access token of a user.
 
-        ``keep_session`` (a public session handle) survives, and so does ``keep_remember`` (the
-        selector of a remember-me token): "log out everywhere else" leaves the browser that
-        asked as it was, everything else is cut off at once.
+        ``keep_session`` (a public session handle) survives: the browser that changed the
+        password stays logged in, everything else is cut off at once.
         """
         # What could bring a session back goes first, the sessions last: a failure half-way
         # leaves them whole, so running it again finishes the job.
-        remember_tokens = await self.remember.forget_user(user_id, keep=keep_remember)
+        remember_tokens = await self.remember.forget_user(user_id)
         refresh_families = await self.refresh.revoke_user(user_id)
         await self.revocations.revoke_user(user_id, self.clock.now())
         if keep_session is None:

@@ -79,14 +79,12 @@ class SqlRememberStore:
 
         return await guarded(op)
 
-    async def delete_for_user(self, user_id: str, *, keep: str | None = None) -> int:
-        doomed = delete(remember_tokens).where(remember_tokens.c.user_id == user_id)
-        if keep is not None:
-            doomed = doomed.where(remember_tokens.c.selector != keep)
-
+    async def delete_for_user(self, user_id: str) -> int:
         async def op() -> int:
             async with self.engine.begin() as conn:
-                result = await conn.execute(doomed)
+                result = await conn.execute(
+                    delete(remember_tokens).where(remember_tokens.c.user_id == user_id)
+                )
             return int(result.rowcount)
 
         return await guarded(op)
