@@ -329,6 +329,38 @@ async def test_rotate_keeps_data_and_lifetime(manager: SessionManager, clock: Fa
     assert rotated.record.created_at == created
 
 
+async def test_a_save_that_loses_to_a_login_leaves_its_new_cookie_alone(
+    manager: SessionManager,
+) -> None:
+    """A request that changes the session while another logs in (rotates it) finds it gone: it
+    must not delete the cookie, or its response, arriving after the login's, logs the browser
+    out; nor may a later save of the same session (the middleware's) do it."""
+    secret = await stored(manager, a=1)
+    logging_in, busy = await manager.load(secret), await manager.load(secret)
+    assert logging_in is not None
+    assert busy is not None
+    logging_in.login("alice")
+    assert (await manager.save(logging_in)).action is CookieAction.SET
+    busy["b"] = 2
+    lost = await manager.save(busy)
+    assert lost.gone
+    assert lost.action is CookieAction.KEEP
+    again = await manager.resolve(manager.begin(secret))  # the next request with the old ID
+    assert (await manager.save(again)).action is CookieAction.CLEAR
+
+
+async def test_an_app_rotation_that_lost_is_not_undone_by_the_middleware_save(
+    manager: SessionManager,
+) -> None:
+    secret = await stored(manager, a=1)
+    first, second = await manager.load(secret), await manager.load(secret)
+    assert first is not None
+    assert second is not None
+    await manager.rotate(first)
+    assert (await manager.rotate(second)).gone
+    assert (await manager.save(second)).action is CookieAction.KEEP
+
+
 async def test_the_losing_rotation_of_a_double_submitted_login_leaves_the_cookie_alone(
     manager: SessionManager,
 ) -> None:
@@ -394,10 +426,13 @@ async def test_save_never_resurrects_a_destroyed_session(manager: SessionManager
     await manager.store.delete(hash_session_id(secret))  # logged out elsewhere meanwhile
     session["late"] = True
     result = await manager.save(session)
-    assert result.action is CookieAction.CLEAR
     assert result.gone
+    # The cookie is left alone: another request may have rotated the session (a login) and set
+    # the new one; the next request with a cookie that is merely dead deletes it.
+    assert result.action is CookieAction.KEEP
     assert await manager.load(secret) is None
     assert manager.metrics.get("sessions.gone") == 1
+    assert (await manager.save(session)).action is CookieAction.KEEP  # saved again: still alone
 
 
 async def test_rotation_never_resurrects_either(manager: SessionManager) -> None:

@@ -140,22 +140,22 @@ class SaveResult:
     max_age: int | None = None
     """Seconds for a persistent cookie; None for a cookie that ends with the browser."""
     gone: bool = False
-    """The session had been destroyed or had expired elsewhere; nothing was resurrected."""
+    """The session had ended (destroyed, revoked, expired) or been rotated by another request
+    meanwhile: nothing was saved or resurrected, and the cookie is left alone."""
 
+
+DEFAULT_MAX_PER_USER = 100
+"""Concurrent sessions a user may hold before one is revoked (None: no cap; which one: see
+``SessionManager._enforce_cap``). Far above what one person's browsers and apps need, and it
+bounds what a login, a listing and a revoke of one session read: a script that logs in and
+never logs out cannot grow a user's index without end."""
 
 # The results without a secret, shared: building a frozen dataclass costs a microsecond, and
 # most requests end in KEEP.
-DEFAULT_MAX_PER_USER = 100
-"""Concurrent sessions a user may hold before the oldest is revoked (None: no cap). Far above
-what one person's browsers and apps need, and it bounds what a login, a listing and a revoke of
-one session read: a script that logs in and never logs out cannot grow a user's index without
-end."""
-
 _KEEP = SaveResult(CookieAction.KEEP)
 _CLEAR = SaveResult(CookieAction.CLEAR)
-_GONE = SaveResult(CookieAction.CLEAR, gone=True)
-_LOST = SaveResult(CookieAction.KEEP, gone=True)
-"""A rotation that found its session gone (see ``_rotate``)."""
+_GONE = SaveResult(CookieAction.KEEP, gone=True)
+"""A save that found its session gone (see ``_gone``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -609,12 +609,8 @@ class SessionManager:
                 user_agent=user_agent if user_agent is not None else record.user_agent,
             )
         if not await self.store.replace(record.id_hash, new, now):
-            # Ended meanwhile, or rotated by another request first: a login form sent twice (a
-            # double click) rotates one session twice at once. The cookie is left alone, as
-            # the winner's response sets the new one and a deletion sent after it would log
-            # the browser out; a dead cookie is deleted by the next request anyway.
-            self._gone(session)
-            return _LOST
+            # Ended meanwhile, or rotated by another request first (a login form sent twice).
+            return self._gone(session)
         self._bound(session, secret, new)
         self.metrics.incr("sessions.rotated")
         if new.user_id is not None and record.user_id != new.user_id:
@@ -685,8 +681,13 @@ class SessionManager:
             self._evicting.discard(record.id_hash)
 
     def _gone(self, session: Session) -> SaveResult:
+        """The session ended meanwhile (revoked, expired) or another request of the browser
+        rotated it (a login, a login form sent twice): its cookie is left alone. In the second
+        case the winner's response sets the new cookie, and a deletion sent by this one after
+        it would log the browser out; a cookie that is merely dead is deleted by the next
+        request, which finds no session behind it."""
         self.metrics.incr("sessions.gone")
-        session._become_new(stale_cookie=True)
+        session._become_new(stale_cookie=False)
         return _GONE
 
     def _set_cookie(self, session: Session, now: float) -> SaveResult:
