@@ -521,9 +521,36 @@ async def test_a_user_id_of_a_str_subclass_logs_in(
     from tessera.sessions import SessionManager
 
     class UserId(str):
-        pass
+        def __str__(self) -> str:  # a pretty form must not become the stored identity
+            return f"UserId<{str.__str__(self)}>"
 
     manager = SessionManager(store, clock=clock)
     session = await manager.create({"n": 1}, user_id=UserId("u-42"))
     assert type(session.user_id) is str
+    assert session.user_id == "u-42"
     assert [info.id for info in await manager.list_sessions("u-42")] == [session.id]
+
+
+async def test_a_rotation_whose_take_fails_leaves_no_session_nobody_holds(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """The new session is written before the old one is taken: if the take fails (Redis went
+    away, the reply was lost), the new one is undone, so no session whose ID nobody holds stays
+    listed on the account page or counts against the cap."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    old = record(clock.now(), 1)
+    await store.create(old)
+    real_eval = store._eval
+
+    async def take_fails(script: object, key: str, *args: object) -> object:
+        if script is store._take_script:
+            raise RedisConnectionError("lost")
+        return await real_eval(script, key, *args)  # type: ignore[arg-type]
+
+    store._eval = take_fails  # type: ignore[method-assign]
+    new = old._replace(id_hash="e" * 64)
+    with pytest.raises(StoreUnavailable):
+        await store.replace(old.id_hash, new, clock.now())
+    assert [r.id_hash for r in await store.list_for_user("alice", clock.now())] == [old.id_hash]
+    assert await redis_client.exists(store._session_key(new.id_hash)) == 0

@@ -233,7 +233,7 @@ class Session(MutableMapping[str, Any]):
         self._ensure_loaded()
         # A str subclass (an app's own UserId type) is stored as the plain str it is: stores
         # and drivers accept exact types only (redis-py refuses a subclass).
-        self._user_id = str(user_id)
+        self._user_id = str.__str__(user_id)  # the characters, whatever __str__ it overrides
         self._absolute_timeout = absolute_timeout
         self._idle_timeout = idle_timeout
         self._persistent = persistent

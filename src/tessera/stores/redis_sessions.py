@@ -40,13 +40,13 @@ script, but a lean one: it overwrites the fields instead of deleting and rewriti
 slots. First one pipeline writes the new session, indexed (rule 1); then a script deletes the
 old session only if it is live (``DEL`` wins for exactly one concurrent caller). If it was not,
 the rotation lost (a concurrent rotation won, or the session ended) and the new session is
-deleted again. Writing the new one first is what lets "log out everywhere" keep up with a
-rotation: by the time the old ID is gone, the new one is in the index, so
-:meth:`delete_for_user`, which reads the index again whenever one of its deletes finds a session
-already gone, finds it (taking the old one first left a moment in which neither was indexed, and
-a concurrent ``delete_for_user`` missed the rotated session). Between the steps both IDs load:
-the old one as it was, the new one known to nobody yet. A crash between them leaves the old
-session as it was and an orphan nobody holds the ID of, which expires when idle; it can never
+deleted again, as it is when the take fails. Writing the new one first is what lets "log out
+everywhere" keep up with a rotation: by the time the old ID is gone, the new one is in the
+index, so :meth:`delete_for_user`, which reads the index again whenever one of its deletes finds
+a session already gone, finds it (taking the old one first left a moment in which neither was
+indexed, and a concurrent ``delete_for_user`` missed the rotated session). Between the steps
+both IDs load and are listed: the old one as it was, the new one known to nobody yet. Only a
+process that dies between them leaves that orphan, listed until it expires idle; it can never
 resurrect a session or carry a login over to the old ID.
 
 **Record layout.** A session hash has ``d`` (the data), ``m`` (every other field but the user,
@@ -69,7 +69,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -511,13 +511,21 @@ class RedisSessionStore:
         with _unavailable():
             # The new session first, then the old one taken: see the module docstring.
             await self._run(self._index_commands(record, now) + self._session_commands(record, now))
-            taken = await self._eval(
-                self._take_script, self._session_key(old_id_hash), _DOUBLE.pack(now)
-            )
+            undo: list[Command] = [("DEL", self._session_key(record.id_hash))]
+            if record.user_id is not None:
+                undo.append(("ZREM", self._user_key(record.user_id), record.id_hash))
+            try:
+                taken = await self._eval(
+                    self._take_script, self._session_key(old_id_hash), _DOUBLE.pack(now)
+                )
+            except BaseException:
+                # Whether the take ran is unknown (a lost reply): if it did, the old session is
+                # gone and the new one dies here, so the browser logs in again; if not, the old
+                # one is as it was. Either way no session nobody holds stays listed.
+                with suppress(*_DOWN):
+                    await self._run(undo)
+                raise
             if not taken:
-                undo: list[Command] = [("DEL", self._session_key(record.id_hash))]
-                if record.user_id is not None:
-                    undo.append(("ZREM", self._user_key(record.user_id), record.id_hash))
                 await self._run(undo)
                 return False
             old_user = _text(taken[1])
