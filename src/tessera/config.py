@@ -148,12 +148,14 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _renewal_before_idle_end(self) -> Settings:
-        if self.session_renewal_interval >= self.session_idle_timeout:
-            # A session would end idle before its first renewal: logged out while active.
+    def _renewal_well_before_idle_end(self) -> Settings:
+        # Activity counts once per renewal interval: a session renewed at t and used again at
+        # t + interval - 1 still ends idle at t + idle. With at most half the idle timeout, a
+        # visitor active at least every half idle timeout stays logged in.
+        if 2 * self.session_renewal_interval > self.session_idle_timeout:
             raise ValueError(
-                f"TESSERA_SESSION_RENEWAL_INTERVAL ({self.session_renewal_interval}) must be "
-                f"shorter than TESSERA_SESSION_IDLE_TIMEOUT ({self.session_idle_timeout})"
+                f"TESSERA_SESSION_RENEWAL_INTERVAL ({self.session_renewal_interval}) must be at "
+                f"most half of TESSERA_SESSION_IDLE_TIMEOUT ({self.session_idle_timeout})"
             )
         return self
 
