@@ -203,10 +203,26 @@ async def test_sliding_renewal_writes_at_most_once_per_interval(
         session = await manager.load(secret)
         assert session is not None
         renewed += session.renewed
-        assert (await manager.save(session)).action is (
-            CookieAction.SET if session.renewed else CookieAction.KEEP
-        )
+        assert (await manager.save(session)).action is CookieAction.KEEP  # same cookie
     assert store.writes == renewed == 10
+
+
+async def test_a_renewal_never_puts_back_a_cookie_a_parallel_login_replaced(
+    manager: SessionManager, clock: FakeClock
+) -> None:
+    """Tab 2 loads the session as its renewal comes due; tab 1 logs in meanwhile (new ID).
+    Tab 2's answer, arriving last, must not set the old ID again: that logged the browser out
+    straight after its login."""
+    secret = await stored(manager, a=1)
+    clock.advance(manager.renewal_interval)
+    reading = await manager.load(secret)
+    assert reading is not None
+    assert reading.renewed
+    logging_in = await manager.load(secret)
+    assert logging_in is not None
+    logging_in.login("alice")
+    assert (await manager.save(logging_in)).action is CookieAction.SET
+    assert (await manager.save(reading)).action is CookieAction.KEEP
 
 
 async def test_activity_keeps_a_session_past_its_idle_timeout(
@@ -235,10 +251,11 @@ async def test_remember_me_lifetime_is_longer_and_cookie_persistent(
     )
     assert session.secret_id is not None
     clock.advance(13 * 3600)
-    loaded = await manager.load(session.secret_id)
+    loaded = await manager.load(session.secret_id)  # past the default 12 h lifetime
     assert loaded is not None
     assert loaded.persistent
-    result = await manager.save(loaded)
+    assert (await manager.save(loaded)).action is CookieAction.KEEP  # its cookie already lasts
+    result = await manager.rotate(loaded)  # a new cookie: it lasts to the same absolute end
     assert result.action is CookieAction.SET
     assert result.max_age == 30 * 86400 - 13 * 3600
 

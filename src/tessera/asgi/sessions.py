@@ -17,8 +17,11 @@ loop. Hence:
 
 **What goes out.** Changes are saved just before ``http.response.start`` is forwarded (Set-Cookie
 travels in that message), and only when something changed; Set-Cookie is sent only when the
-session was created (non-empty), rotated, destroyed, or its sliding renewal came due; ``Vary:
-Cookie`` when the session was read. A 5xx response saves nothing and sets no cookie. Changes made
+session was created (non-empty), rotated or destroyed, or its cookie names no session; ``Vary:
+Cookie`` when the session was read. A sliding renewal sends none: the cookie would be the same
+(its Max-Age counts down to the absolute end, which renewal does not move), and a renewal sent
+by a request that loaded the session just before a parallel login rotated it would put the dead
+ID back in the browser. A 5xx response saves nothing and sets no cookie. Changes made
 after the response started are not saved. WebSocket connections get the session read-only.
 
 **Failure.** A forged, garbled, expired or unknown cookie means "no session" (counted in

@@ -125,7 +125,7 @@ class CookieAction(enum.Enum):
     KEEP = "keep"
     """Send no Set-Cookie: the browser's cookie is still right."""
     SET = "set"
-    """Send the (new or renewed) cookie."""
+    """Send the cookie of a new (created or rotated) session."""
     CLEAR = "clear"
     """Delete the cookie: the session ended, or the browser sent a dead one."""
 
@@ -436,8 +436,10 @@ class SessionManager:
                 return self._gone(session)
             session._record = updated
             session.modified = False
-        if session.renewed:
-            return self._set_cookie(session, now)
+        # A renewal sends no cookie: it would carry the same ID and the same expiry (Max-Age
+        # counts down to the absolute end, which renewal does not move), and sent by a request
+        # that loaded the session before a parallel login rotated it, it would replace the new
+        # cookie with a dead one.
         return _KEEP
 
     def save_now(self, session: Session) -> SaveResult | None:
@@ -460,9 +462,7 @@ class SessionManager:
                 return self._gone(session)
             session._record = updated
             session.modified = False
-        if session.renewed:
-            return self._set_cookie(session, self._now())
-        return _KEEP
+        return _KEEP  # renewed or not: see save()
 
     async def touch(self, session: Session) -> bool:
         """Slide the idle timeout now, whatever the renewal interval; False if it is gone."""
