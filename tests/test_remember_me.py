@@ -117,3 +117,29 @@ async def test_forget_deletes_the_cookie_token(remember: RememberMe) -> None:
     cookie = await remember.issue("u1")
     await remember.forget(cookie)
     assert await remember.consume(cookie) is None
+
+
+async def test_check_reads_a_token_without_using_it_up(
+    remember: RememberMe, clock: FakeClock
+) -> None:
+    """What "log out everywhere else" asks before re-issuing: the current validator passes and
+    stays current; an unknown selector is None; a validator rotated away is theft."""
+    cookie = await remember.issue("u1")
+    token = await remember.check(cookie)
+    assert token is not None
+    assert token.user_id == "u1"
+    result = await remember.consume(cookie)  # still the current one: check did not rotate it
+    assert result is not None
+    assert result.cookie_value is not None
+    assert await remember.check("a" * 22 + ":" + "b" * 43) is None
+    clock.advance(11)  # past the grace window
+    with pytest.raises(TheftDetected):
+        await remember.check(cookie)
+
+
+async def test_a_reissued_token_keeps_the_end_it_is_given(
+    remember: RememberMe, clock: FakeClock
+) -> None:
+    cookie = await remember.issue("u1", expires_at=clock.now() + 60)
+    clock.advance(61)
+    assert await remember.consume(cookie) is None

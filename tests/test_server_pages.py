@@ -381,31 +381,96 @@ async def test_log_out_everywhere_else_keeps_only_this_browser(server: Server) -
         assert (await c.get("/account")).status_code == 303
 
 
+def remember_max_age(response: httpx.Response) -> int:
+    header = set_cookies(response)[REMEMBER]
+    found = re.search(r"Max-Age=(\d+)", header)
+    assert found is not None, header
+    return int(found.group(1))
+
+
 @pytest.mark.parametrize("restored", [False, True])
-async def test_log_out_everywhere_else_keeps_this_browser_remembered_and_no_copy_of_it(
+async def test_log_out_everywhere_else_keeps_this_browser_remembered_under_a_new_token(
     server: Server, restored: bool
 ) -> None:
     """The browser that asks stays remembered (whether its session came from the password form
-    or from its remember-me cookie), under a new token: a stolen copy of its cookie, already
-    used, dies with the other browsers' tokens."""
+    or from its remember-me cookie) under a new token, stored with its session, that ends when
+    the old one would have; an unused copy of the old cookie dies with the other browsers'."""
     async with server.client() as here, server.client() as there:
         await login(here, remember=True)
         await login(there, remember=True)
+        server.clock.advance(3600)
         if restored:  # this browser's session is one its remember-me cookie restored
             del here.cookies[SESSION]
             assert (await here.get("/account")).status_code == 200
-        async with server.browser_with(REMEMBER, here.cookies[REMEMBER]) as thief:
-            assert (await thief.get("/account")).status_code == 200  # the copy, used once
-            response = await post_form(here, "/account/sessions/revoke-others")
-            assert response.status_code == 303
-            assert f"{REMEMBER}=" in response.headers.get("set-cookie", "")  # a new token
-            del thief.cookies[SESSION]
-            assert (await thief.get("/account")).status_code == 303  # to the login page
+        copy = here.cookies[REMEMBER]
+        response = await post_form(here, "/account/sessions/revoke-others")
+        assert response.status_code == 303
+        assert remember_max_age(response) == 30 * 86400 - 3600  # the old token's end
         renewed, revoked = here.cookies[REMEMBER], there.cookies[REMEMBER]
+        stored = await server.services.sessions.load(here.cookies[SESSION])
+        assert stored is not None
+        assert stored.get("_remember") == renewed.split(":")[0]
+        events = await events_of(server, "alice")
+        assert EventKind.SESSION_REVOKED in events
     async with server.browser_with(REMEMBER, renewed) as returning:
         assert (await returning.get("/account")).status_code == 200
-    async with server.browser_with(REMEMBER, revoked) as other:
-        assert (await other.get("/account")).status_code == 303
+    for dead in (copy, revoked):
+        async with server.browser_with(REMEMBER, dead) as other:
+            assert (await other.get("/account")).status_code == 303  # to the login page
+
+
+async def test_log_out_everywhere_else_never_extends_a_remembered_login(server: Server) -> None:
+    """Only a password login starts a new remembered lifetime: clicking "log out everywhere
+    else" every few weeks must not keep a browser logged in for ever."""
+    async with server.client() as browser:
+        await login(browser, remember=True)
+        server.clock.advance(25 * 86400)
+        del browser.cookies[SESSION]  # long expired: the remember-me cookie logs it in
+        assert (await browser.get("/account")).status_code == 200
+        response = await post_form(browser, "/account/sessions/revoke-others")
+        assert remember_max_age(response) == 5 * 86400
+        renewed = browser.cookies[REMEMBER]
+    server.clock.advance(5 * 86400 + 1)
+    async with server.browser_with(REMEMBER, renewed) as returning:
+        assert (await returning.get("/account")).status_code == 303
+
+
+async def test_a_stale_remember_me_cookie_at_log_out_everywhere_else_is_theft(
+    server: Server,
+) -> None:
+    """A copy of this browser's cookie was used elsewhere (its validator rotated there): the
+    browser holding the stale one is the victim or the thief. As when such a cookie logs in,
+    everything of the user ends, this session too, and no new token is handed out."""
+    async with server.client() as here:
+        await login(here, remember=True)
+        async with server.browser_with(REMEMBER, here.cookies[REMEMBER]) as thief:
+            assert (await thief.get("/account")).status_code == 200  # the copy, used once
+            server.clock.advance(60)  # past the grace window of racing tabs
+            response = await post_form(here, "/account/sessions/revoke-others")
+            assert response.status_code == 303
+            assert response.headers["location"].startswith("/login")
+            assert "Max-Age=0" in set_cookies(response)[REMEMBER]
+            assert (await here.get("/account")).status_code == 303
+            del thief.cookies[SESSION]
+            assert (await thief.get("/account")).status_code == 303
+    assert EventKind.REMEMBER_ME_THEFT in await events_of(server, "alice")
+
+
+async def test_log_out_everywhere_else_remembers_no_browser_that_was_not(server: Server) -> None:
+    """A password login without "remember me" gets no token, and a remember-me cookie left
+    from an earlier login is deleted (its token died with the others)."""
+    async with server.client() as earlier:
+        await login(earlier, remember=True)
+        leftover = earlier.cookies[REMEMBER]
+    async with server.client() as browser:
+        await login(browser)  # without "remember me"
+        browser.cookies.set(REMEMBER, leftover, domain="testserver.local")
+        response = await post_form(browser, "/account/sessions/revoke-others")
+        assert response.status_code == 303
+        assert "Max-Age=0" in set_cookies(response)[REMEMBER]
+        stored = await server.services.sessions.load(browser.cookies[SESSION])
+        assert stored is not None
+        assert "_remember" not in stored
 
 
 async def test_password_change_keeps_this_browser_and_ends_the_others(server: Server) -> None:

@@ -153,8 +153,12 @@ class RememberMe:
         self.lifetime = lifetime
         self.grace = grace
 
-    async def issue(self, user_id: str) -> str:
-        """A new token for ``user_id``; returns the cookie value ``selector:validator``."""
+    async def issue(self, user_id: str, *, expires_at: float | None = None) -> str:
+        """A new token for ``user_id``; returns the cookie value ``selector:validator``.
+
+        ``expires_at`` keeps the end of a token this one replaces: a new token that no password
+        login backs must not make the remembered login last longer.
+        """
         now = self.clock.now()
         selector = secrets.token_urlsafe(16)
         validator = secrets.token_urlsafe(32)
@@ -164,7 +168,7 @@ class RememberMe:
                 user_id=user_id,
                 validator_hash=_digest(validator),
                 created_at=now,
-                expires_at=now + self.lifetime,
+                expires_at=now + self.lifetime if expires_at is None else expires_at,
             )
         )
         return f"{selector}:{validator}"
@@ -206,14 +210,40 @@ class RememberMe:
                 return RememberResult(token.user_id, f"{selector}:{new_validator}")
             # A parallel request rotated it first: judge this one against the new state.
             token = await self.store.get(selector) or token
-        if (
+        if self._previous_matches(token, presented, now):
+            return RememberResult(token.user_id, None)
+        raise TheftDetected(token.user_id)
+
+    async def check(self, cookie_value: str) -> RememberToken | None:
+        """The live token the cookie names, if its validator is the current one (or within the
+        grace window the previous one), without using it up; None when there is none.
+
+        Raises :class:`TheftDetected` as :meth:`consume` does: the selector is known, the
+        validator is not (a copy of the cookie was used elsewhere since).
+        """
+        parsed = self.parse(cookie_value)
+        if parsed is None:
+            return None
+        selector, validator = parsed
+        token = await self.store.get(selector)
+        now = self.clock.now()
+        if token is None or now >= token.expires_at:
+            return None
+        presented = _digest(validator)
+        if hmac.compare_digest(presented, token.validator_hash) or self._previous_matches(
+            token, presented, now
+        ):
+            return token
+        raise TheftDetected(token.user_id)
+
+    def _previous_matches(self, token: RememberToken, presented: str, now: float) -> bool:
+        """The validator replaced last, presented within the grace window (racing tabs)."""
+        return (
             token.previous_hash is not None
             and token.rotated_at is not None
             and now - token.rotated_at <= self.grace
             and hmac.compare_digest(presented, token.previous_hash)
-        ):
-            return RememberResult(token.user_id, None)
-        raise TheftDetected(token.user_id)
+        )
 
     async def forget(self, cookie_value: str) -> None:
         """Delete the token a cookie names (at logout)."""

@@ -8,6 +8,7 @@ with a remembered login must not be enough to take over the account.
 
 from __future__ import annotations
 
+import logging
 from typing import Final
 
 from fastapi import APIRouter
@@ -19,7 +20,7 @@ from tessera.errors import Conflict, InvalidInput
 from tessera.identity.events import EventKind
 from tessera.identity.passwords import MAX_PASSWORD_BYTES, check_new_password
 from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
-from tessera.identity.remember import RememberMe
+from tessera.identity.remember import RememberMe, RememberToken, TheftDetected
 from tessera.identity.users import MAX_EMAIL_LENGTH, User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
@@ -32,11 +33,13 @@ from tessera.server.pages import (
     request_cookie,
     text_field,
 )
-from tessera.server.pages_login import REMEMBER_MAX_AGE, check_password
+from tessera.server.pages_login import check_password
 from tessera.server.services import REMEMBER_COOKIE
 from tessera.sessions.manager import SessionInfo
 
 router = APIRouter(include_in_schema=False)
+
+_log = logging.getLogger("tessera.server")
 
 EVENTS_SHOWN: Final = 20
 NOTICES: Final = {
@@ -149,9 +152,11 @@ async def revoke_session(request: Request, public_id: str) -> Response:
 async def revoke_others(request: Request) -> Response:
     """ "Log out everywhere else": every other session, app token and remember-me token.
 
-    This browser stays logged in, and stays remembered if it was: its remember-me token dies
-    with the others (a stolen copy of the cookie, already used, holds the same selector and the
-    current validator, so keeping the token would keep the thief), and it gets a new one.
+    This browser stays logged in, and stays remembered if it was, under a new token that ends
+    when the old one would have: keeping the old token would keep a thief whose copy of the
+    cookie was used since (same selector, current validator). A remember-me cookie whose
+    validator is stale is that copy's victim or the thief itself: theft, handled as when the
+    cookie logs in (everything of the user ends, this session too).
     """
     services = services_of(request)
     session = session_of(request)
@@ -161,26 +166,52 @@ async def revoke_others(request: Request) -> Response:
     name = services.cookie_name(REMEMBER_COOKIE)
     cookie = request_cookie(request, name)
     parsed = RememberMe.parse(cookie) if cookie is not None else None
+    token: RememberToken | None = None
     # Remembered: its session was logged in with (or restored by) the cookie it still sends.
-    remembered = parsed is not None and session.get(REMEMBER_SESSION_KEY) == parsed[0]
+    if cookie is not None and parsed is not None and session.get(REMEMBER_SESSION_KEY) == parsed[0]:
+        try:
+            token = await services.remember.check(cookie)
+        except TheftDetected:
+            return await _remember_theft(request, user)
+    if token is not None and token.user_id != user.id:
+        token = None
     await services.revoker.revoke_user_everywhere(user.id, keep_session=session.id)
     await services.events.record(
         EventKind.SESSION_REVOKED,
         user_id=user.id,
         ip=client_ip(request),
         user_agent=user_agent(request),
-        detail={"session": "all_others"},
+        detail={"session": "all_others", "remember": "reissued" if token else "none"},
     )
     response = _back("others")
-    if remembered:
-        value = await services.remember.issue(user.id)
-        session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
-        response.headers.append(
-            "set-cookie",
-            remember_cookie_value(services.cookie_policy, name, value, REMEMBER_MAX_AGE),
-        )
-    else:
-        _delete_remember_cookie(request, response)  # its token died with the others
+    if token is None:
+        _delete_remember_cookie(request, response)  # its token, if any, died with the others
+        return response
+    value = await services.remember.issue(user.id, expires_at=token.expires_at)
+    session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
+    max_age = max(1, int(token.expires_at - services.clock.now()))
+    response.headers.append(
+        "set-cookie", remember_cookie_value(services.cookie_policy, name, value, max_age)
+    )
+    return response
+
+
+async def _remember_theft(request: Request, user: User) -> Response:
+    """A stale remember-me validator beside a live session: a copy of the cookie was used
+    elsewhere. Everything of the user ends, this browser's session too, as when such a cookie
+    logs in (``tessera.server.stack``)."""
+    services = services_of(request)
+    _log.warning("remember-me theft detected for user %s; revoking everything", user.id)
+    await services.revoker.revoke_user_everywhere(user.id)
+    await services.events.record(
+        EventKind.REMEMBER_ME_THEFT,
+        user_id=user.id,
+        ip=client_ip(request),
+        user_agent=user_agent(request),
+    )
+    session_of(request).destroy()
+    response = _to_login()
+    _delete_remember_cookie(request, response)
     return response
 
 
