@@ -531,8 +531,9 @@ async def test_a_user_id_of_a_str_subclass_logs_in(
     assert [info.id for info in await manager.list_sessions("u-42")] == [session.id]
 
 
+@pytest.mark.parametrize("failure", ["lost", "cancelled"])
 async def test_a_rotation_whose_take_fails_leaves_no_session_nobody_holds(
-    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock, failure: str
 ) -> None:
     """The new session is written before the old one is taken: if the take fails (Redis went
     away, the reply was lost), the new one is undone, so no session whose ID nobody holds stays
@@ -545,12 +546,14 @@ async def test_a_rotation_whose_take_fails_leaves_no_session_nobody_holds(
 
     async def take_fails(script: object, key: str, *args: object) -> object:
         if script is store._take_script:
+            if failure == "cancelled":  # the request went away (client gone, timeout)
+                raise asyncio.CancelledError
             raise RedisConnectionError("lost")
         return await real_eval(script, key, *args)  # type: ignore[arg-type]
 
     store._eval = take_fails  # type: ignore[method-assign]
     new = old._replace(id_hash="e" * 64)
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailable if failure == "lost" else asyncio.CancelledError):
         await store.replace(old.id_hash, new, clock.now())
     assert [r.id_hash for r in await store.list_for_user("alice", clock.now())] == [old.id_hash]
     assert await redis_client.exists(store._session_key(new.id_hash)) == 0

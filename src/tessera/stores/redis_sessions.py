@@ -509,19 +509,22 @@ class RedisSessionStore:
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         with _unavailable():
-            # The new session first, then the old one taken: see the module docstring.
-            await self._run(self._index_commands(record, now) + self._session_commands(record, now))
             undo: list[Command] = [("DEL", self._session_key(record.id_hash))]
             if record.user_id is not None:
                 undo.append(("ZREM", self._user_key(record.user_id), record.id_hash))
             try:
+                # The new session first, then the old one taken: see the module docstring.
+                await self._run(
+                    self._index_commands(record, now) + self._session_commands(record, now)
+                )
                 taken = await self._eval(
                     self._take_script, self._session_key(old_id_hash), _DOUBLE.pack(now)
                 )
             except BaseException:
-                # Whether the take ran is unknown (a lost reply): if it did, the old session is
-                # gone and the new one dies here, so the browser logs in again; if not, the old
-                # one is as it was. Either way no session nobody holds stays listed.
+                # A failure, a lost reply or a cancellation: what ran is unknown (commands are
+                # queued at once and sent even if the caller stops waiting). The new session is
+                # undone: if the take ran, the old one is gone too and the browser logs in
+                # again; if not, the old one is as it was. No session nobody holds stays listed.
                 with suppress(*_DOWN):
                     await self._run(undo)
                 raise
