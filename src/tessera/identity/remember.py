@@ -185,18 +185,14 @@ class RememberMe:
         Raises :class:`TheftDetected` when the selector is known but the validator is not its
         current (nor, within the grace window, its previous) one.
         """
-        parsed = self.parse(cookie_value)
-        if parsed is None:
+        found = await self._presented(cookie_value)
+        if found is None:
             return None
-        selector, validator = parsed
-        token = await self.store.get(selector)
-        now = self.clock.now()
-        if token is None:
-            return None
+        token, presented, now = found
+        selector = token.selector
         if now >= token.expires_at:
             await self.store.delete(selector)
             return None
-        presented = _digest(validator)
         if hmac.compare_digest(presented, token.validator_hash):
             new_validator = secrets.token_urlsafe(32)
             rotated = replace(
@@ -221,20 +217,28 @@ class RememberMe:
         Raises :class:`TheftDetected` as :meth:`consume` does: the selector is known, the
         validator is not (a copy of the cookie was used elsewhere since).
         """
-        parsed = self.parse(cookie_value)
-        if parsed is None:
+        found = await self._presented(cookie_value)
+        if found is None:
             return None
-        selector, validator = parsed
-        token = await self.store.get(selector)
-        now = self.clock.now()
-        if token is None or now >= token.expires_at:
+        token, presented, now = found
+        if now >= token.expires_at:
             return None
-        presented = _digest(validator)
         if hmac.compare_digest(presented, token.validator_hash) or self._previous_matches(
             token, presented, now
         ):
             return token
         raise TheftDetected(token.user_id)
+
+    async def _presented(self, cookie_value: str) -> tuple[RememberToken, str, float] | None:
+        """The stored token a well-formed cookie names, the digest of the validator it
+        presents, and the time; None for a malformed cookie or an unknown selector."""
+        parsed = self.parse(cookie_value)
+        if parsed is None:
+            return None
+        token = await self.store.get(parsed[0])
+        if token is None:
+            return None
+        return token, _digest(parsed[1]), self.clock.now()
 
     def _previous_matches(self, token: RememberToken, presented: str, now: float) -> bool:
         """The validator replaced last, presented within the grace window (racing tabs)."""
