@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -554,6 +555,32 @@ async def test_a_rotation_whose_take_fails_leaves_no_session_nobody_holds(
     store._eval = take_fails  # type: ignore[method-assign]
     new = old._replace(id_hash="e" * 64)
     with pytest.raises(StoreUnavailable if failure == "lost" else asyncio.CancelledError):
+        await store.replace(old.id_hash, new, clock.now())
+    assert [r.id_hash for r in await store.list_for_user("alice", clock.now())] == [old.id_hash]
+    assert await redis_client.exists(store._session_key(new.id_hash)) == 0
+
+
+async def test_a_rotation_cancelled_while_writing_the_new_session_leaves_no_orphan(
+    store: RedisSessionStore, redis_client: aioredis.Redis, clock: FakeClock
+) -> None:
+    """Commands are queued at once and sent even if the caller stops waiting: a request
+    cancelled after queueing the new session's write (client gone, timeout) still undoes it."""
+    old = record(clock.now(), 1)
+    await store.create(old)
+    real_run = store._run
+    first = True
+
+    async def write_then_cancelled(commands: list[Any]) -> list[Any]:
+        nonlocal first
+        if first:
+            first = False
+            store._batch.execute(commands)  # queued: it goes out whatever happens next
+            raise asyncio.CancelledError
+        return await real_run(commands)
+
+    store._run = write_then_cancelled  # type: ignore[method-assign]
+    new = old._replace(id_hash="d" * 64)
+    with pytest.raises(asyncio.CancelledError):
         await store.replace(old.id_hash, new, clock.now())
     assert [r.id_hash for r in await store.list_for_user("alice", clock.now())] == [old.id_hash]
     assert await redis_client.exists(store._session_key(new.id_hash)) == 0

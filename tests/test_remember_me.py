@@ -143,3 +143,22 @@ async def test_a_reissued_token_keeps_the_end_it_is_given(
     cookie = await remember.issue("u1", expires_at=clock.now() + 60)
     clock.advance(61)
     assert await remember.consume(cookie) is None
+
+
+async def test_check_takes_the_previous_validator_within_the_grace_window_only(
+    remember: RememberMe, clock: FakeClock
+) -> None:
+    """Racing tabs: one rotated the token, the other still holds the validator it replaced."""
+    cookie = await remember.issue("u1")
+    assert await remember.consume(cookie) is not None  # rotated: cookie is the previous one
+    clock.advance(5)
+    assert await remember.check(cookie) is not None
+    clock.advance(6)
+    with pytest.raises(TheftDetected):
+        await remember.check(cookie)
+
+
+async def test_check_finds_no_expired_token(remember: RememberMe, clock: FakeClock) -> None:
+    cookie = await remember.issue("u1", expires_at=clock.now() + 60)
+    clock.advance(60)
+    assert await remember.check(cookie) is None

@@ -247,9 +247,12 @@ async def test_remember_me_cookie_alone_logs_in_a_new_browser(server: Server) ->
         assert "HttpOnly" in header
         assert "Secure" in header
         value = first.cookies[REMEMBER]
+    server.clock.advance(86400)
     async with server.browser_with(REMEMBER, value) as second:
         account = await second.get("/account")
         assert account.status_code == 200
+        # The rotated cookie lasts until the token ends, which the rotation does not move.
+        assert remember_max_age(account) == 2592000 - 86400
         assert "logged in automatically" in account.text
         assert "this device" in account.text
         assert 'action="/account/password"' not in account.text
@@ -435,25 +438,24 @@ async def test_log_out_everywhere_else_never_extends_a_remembered_login(server: 
         assert (await returning.get("/account")).status_code == 303
 
 
-async def test_a_stale_remember_me_cookie_at_log_out_everywhere_else_is_theft(
+async def test_a_stale_remember_me_cookie_at_log_out_everywhere_else_gets_no_new_token(
     server: Server,
 ) -> None:
-    """A copy of this browser's cookie was used elsewhere (its validator rotated there): the
-    browser holding the stale one is the victim or the thief. As when such a cookie logs in,
-    everything of the user ends, this session too, and no new token is handed out."""
+    """A copy of this browser's cookie was used elsewhere (its validator rotated there), or a
+    tab lost the response that rotated it: no new token for a stale validator, no false theft
+    alarm either. This browser stays logged in, and the copy dies with the other tokens."""
     async with server.client() as here:
         await login(here, remember=True)
-        async with server.browser_with(REMEMBER, here.cookies[REMEMBER]) as thief:
-            assert (await thief.get("/account")).status_code == 200  # the copy, used once
+        async with server.browser_with(REMEMBER, here.cookies[REMEMBER]) as copy:
+            assert (await copy.get("/account")).status_code == 200  # the copy, used once
             server.clock.advance(60)  # past the grace window of racing tabs
             response = await post_form(here, "/account/sessions/revoke-others")
             assert response.status_code == 303
-            assert response.headers["location"].startswith("/login")
             assert "Max-Age=0" in set_cookies(response)[REMEMBER]
-            assert (await here.get("/account")).status_code == 303
-            del thief.cookies[SESSION]
-            assert (await thief.get("/account")).status_code == 303
-    assert EventKind.REMEMBER_ME_THEFT in await events_of(server, "alice")
+            assert (await here.get("/account")).status_code == 200
+            del copy.cookies[SESSION]
+            assert (await copy.get("/account")).status_code == 303
+    assert EventKind.REMEMBER_ME_THEFT not in await events_of(server, "alice")
 
 
 async def test_log_out_everywhere_else_remembers_no_browser_that_was_not(server: Server) -> None:

@@ -98,6 +98,7 @@ class RememberMeMiddleware:
         await self.on_restored(result.user_id, scope)
         if result.cookie_value is None:
             return None
-        return remember_cookie_value(
-            self.policy, self.cookie_name, result.cookie_value, self.max_age
-        )
+        # Until the token ends (a rotation does not move its end), at most max_age.
+        remaining = result.expires_at - self.remember.clock.now()
+        max_age = max(1, int(min(self.max_age, remaining)))
+        return remember_cookie_value(self.policy, self.cookie_name, result.cookie_value, max_age)

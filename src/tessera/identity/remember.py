@@ -135,6 +135,8 @@ class RememberResult:
 
     user_id: str
     cookie_value: str | None
+    expires_at: float = float("inf")
+    """When the token ends: the cookie's Max-Age counts down to it."""
 
 
 class RememberMe:
@@ -203,11 +205,13 @@ class RememberMe:
                 last_used_at=now,
             )
             if await self.store.rotate(selector, token.validator_hash, rotated):
-                return RememberResult(token.user_id, f"{selector}:{new_validator}")
+                return RememberResult(
+                    token.user_id, f"{selector}:{new_validator}", token.expires_at
+                )
             # A parallel request rotated it first: judge this one against the new state.
             token = await self.store.get(selector) or token
         if self._previous_matches(token, presented, now):
-            return RememberResult(token.user_id, None)
+            return RememberResult(token.user_id, None, token.expires_at)
         raise TheftDetected(token.user_id)
 
     async def check(self, cookie_value: str) -> RememberToken | None:

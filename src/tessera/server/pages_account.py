@@ -8,7 +8,7 @@ with a remembered login must not be enough to take over the account.
 
 from __future__ import annotations
 
-import logging
+from contextlib import suppress
 from typing import Final
 
 from fastapi import APIRouter
@@ -38,8 +38,6 @@ from tessera.server.services import REMEMBER_COOKIE
 from tessera.sessions.manager import SessionInfo
 
 router = APIRouter(include_in_schema=False)
-
-_log = logging.getLogger("tessera.server")
 
 EVENTS_SHOWN: Final = 20
 NOTICES: Final = {
@@ -154,9 +152,9 @@ async def revoke_others(request: Request) -> Response:
 
     This browser stays logged in, and stays remembered if it was, under a new token that ends
     when the old one would have: keeping the old token would keep a thief whose copy of the
-    cookie was used since (same selector, current validator). A remember-me cookie whose
-    validator is stale is that copy's victim or the thief itself: theft, handled as when the
-    cookie logs in (everything of the user ends, this session too).
+    cookie was used since (same selector, current validator). A cookie whose validator is stale
+    gets no new token; it is no proof of theft here (a browser whose tab lost the response that
+    rotated it holds one too), and any copy of it dies with the other tokens either way.
     """
     services = services_of(request)
     session = session_of(request)
@@ -169,10 +167,8 @@ async def revoke_others(request: Request) -> Response:
     token: RememberToken | None = None
     # Remembered: its session was logged in with (or restored by) the cookie it still sends.
     if cookie is not None and parsed is not None and session.get(REMEMBER_SESSION_KEY) == parsed[0]:
-        try:
+        with suppress(TheftDetected):
             token = await services.remember.check(cookie)
-        except TheftDetected:
-            return await _remember_theft(request, user)
     if token is not None and token.user_id != user.id:
         token = None
     await services.revoker.revoke_user_everywhere(user.id, keep_session=session.id)
@@ -193,25 +189,6 @@ async def revoke_others(request: Request) -> Response:
     response.headers.append(
         "set-cookie", remember_cookie_value(services.cookie_policy, name, value, max_age)
     )
-    return response
-
-
-async def _remember_theft(request: Request, user: User) -> Response:
-    """A stale remember-me validator beside a live session: a copy of the cookie was used
-    elsewhere. Everything of the user ends, this browser's session too, as when such a cookie
-    logs in (``tessera.server.stack``)."""
-    services = services_of(request)
-    _log.warning("remember-me theft detected for user %s; revoking everything", user.id)
-    await services.revoker.revoke_user_everywhere(user.id)
-    await services.events.record(
-        EventKind.REMEMBER_ME_THEFT,
-        user_id=user.id,
-        ip=client_ip(request),
-        user_agent=user_agent(request),
-    )
-    session_of(request).destroy()
-    response = _to_login()
-    _delete_remember_cookie(request, response)
     return response
 
 

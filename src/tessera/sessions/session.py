@@ -81,7 +81,8 @@ class Session(MutableMapping[str, Any]):
     modified: bool = False
     """Something was written: the store needs the new data."""
     renewed: bool = False
-    """The store slid the idle timeout on this load: the cookie's renewal is due."""
+    """The store slid the idle timeout on this load (no cookie goes out for it: the cookie
+    would be the same)."""
 
     def __init__(self, data: dict[str, Any] | None = None) -> None:
         """A new, unsaved session (what an anonymous visitor gets; no store is involved)."""

@@ -447,7 +447,7 @@ class RedisSessionStore:
             )
         if last_seen is None:
             return None  # ended (deleted, rotated) since the read
-        # Renewed by this load, or already by a concurrent one (its cookie goes out with it).
+        # Renewed by this load, or already by a concurrent one (which reports it).
         return record._replace(last_seen=_DOUBLE.unpack(last_seen)[0]), last_seen == packed_now
 
     def _update_commands(

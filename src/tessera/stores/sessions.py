@@ -43,7 +43,7 @@ class SessionRecord(NamedTuple):
     """Restored by a remember-me cookie rather than a password (re-auth for sensitive changes)."""
     persistent: bool = False
     """The cookie outlives the browser (Max-Age = remaining absolute lifetime), as asked at login
-    or create; stores keep it like ``remembered`` so a renewed cookie stays persistent."""
+    or create; stores keep it like ``remembered`` so a rotated session's cookie stays persistent."""
 
     @property
     def expires_at(self) -> float:
@@ -78,7 +78,7 @@ class SessionStore(Protocol):
 
         When ``now - last_seen >= renewal_interval`` the store also moves ``last_seen`` to
         ``now`` (extending ``expires_at``) in the same operation and returns ``True`` as the
-        second item, so the caller knows the cookie's renewal is due.
+        second item (the renewal, reported once however many loads see it due).
         """
         ...
 

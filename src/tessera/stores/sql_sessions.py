@@ -203,8 +203,8 @@ class SqlSessionStore:
             return record, False
         renewed, _ = await self._run(_RENEW_RETURNING, params)
         if not renewed:
-            # A concurrent load renewed it first (or it was deleted meanwhile): that request
-            # owns the cookie renewal; ours reports the row as it read it.
+            # A concurrent load renewed it first (or it was deleted meanwhile): that load
+            # reports the renewal; ours reports the row as it read it.
             return record, False
         return _record(renewed[0]), True
 
