@@ -16,8 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tessera.asgi.consent import request_cookies
 from tessera.cookies import CookiePolicy
-from tessera.identity.remember import DEFAULT_LIFETIME, RememberMe, TheftDetected
-from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
+from tessera.identity.remember import DEFAULT_LIFETIME, RememberMe, TheftDetected, link_session
 from tessera.sessions import Session
 
 UserCheck = Callable[[str], Awaitable[bool]]
@@ -28,6 +27,12 @@ Hook = Callable[[str, Scope], Awaitable[None]]
 def remember_cookie_value(policy: CookiePolicy, name: str, value: str, max_age: int) -> str:
     """The Set-Cookie header value of a remember-me cookie (persistent, HttpOnly)."""
     return policy.cookie(name, value, max_age=max_age).serialize()
+
+
+def max_age_until(expires_at: float, now: float, limit: int = DEFAULT_LIFETIME) -> int:
+    """A remember-me cookie's Max-Age: until its token ends (rotating or re-issuing a token
+    does not move its end), at most ``limit``, at least a second."""
+    return max(1, int(min(limit, expires_at - now)))
 
 
 class RememberMeMiddleware:
@@ -94,11 +99,9 @@ class RememberMeMiddleware:
                 await self.remember.forget_user(result.user_id)
             return deletion
         session.login(result.user_id, remembered=True)
-        session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
+        link_session(session, value)
         await self.on_restored(result.user_id, scope)
         if result.cookie_value is None:
             return None
-        # Until the token ends (a rotation does not move its end), at most max_age.
-        remaining = result.expires_at - self.remember.clock.now()
-        max_age = max(1, int(min(self.max_age, remaining)))
+        max_age = max_age_until(result.expires_at, self.remember.clock.now(), self.max_age)
         return remember_cookie_value(self.policy, self.cookie_name, result.cookie_value, max_age)

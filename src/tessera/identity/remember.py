@@ -24,8 +24,9 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import MutableMapping
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from tessera.clock import Clock
 from tessera.errors import VerificationFailed
@@ -40,6 +41,12 @@ SESSION_KEY = "_remember"
 """Where a session keeps the selector of the remember-me token that logged it in (set at a
 login with "remember me" and at every automatic login): revoking that one session then forgets
 its token too, or the browser would log straight back in. A selector alone logs nobody in."""
+
+
+def link_session(session: MutableMapping[str, Any], cookie_value: str) -> None:
+    """Record in ``session`` the selector of the remember-me token (cookie ``selector:validator``)
+    that logged it in (see :data:`SESSION_KEY`)."""
+    session[SESSION_KEY] = cookie_value.split(":", 1)[0]
 
 
 def remembered_selector(session_data: bytes) -> str | None:

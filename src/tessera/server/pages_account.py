@@ -15,12 +15,12 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from tessera.asgi.remember import remember_cookie_value
+from tessera.asgi.remember import max_age_until, remember_cookie_value
 from tessera.errors import Conflict, InvalidInput
 from tessera.identity.events import EventKind
 from tessera.identity.passwords import MAX_PASSWORD_BYTES, check_new_password
 from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
-from tessera.identity.remember import RememberMe, RememberToken, TheftDetected
+from tessera.identity.remember import RememberMe, RememberToken, TheftDetected, link_session
 from tessera.identity.users import MAX_EMAIL_LENGTH, User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
@@ -184,8 +184,8 @@ async def revoke_others(request: Request) -> Response:
         _delete_remember_cookie(request, response)  # its token, if any, died with the others
         return response
     value = await services.remember.issue(user.id, expires_at=token.expires_at)
-    session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
-    max_age = max(1, int(token.expires_at - services.clock.now()))
+    link_session(session, value)
+    max_age = max_age_until(token.expires_at, services.clock.now())
     response.headers.append(
         "set-cookie", remember_cookie_value(services.cookie_policy, name, value, max_age)
     )

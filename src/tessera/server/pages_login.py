@@ -20,6 +20,7 @@ from tessera.errors import InvalidInput
 from tessera.identity.events import EventKind
 from tessera.identity.passwords import MAX_PASSWORD_BYTES
 from tessera.identity.remember import SESSION_KEY as REMEMBER_SESSION_KEY
+from tessera.identity.remember import link_session
 from tessera.identity.users import User
 from tessera.server.deps import client_ip, services_of, session_of, user_agent
 from tessera.server.pages import (
@@ -185,7 +186,7 @@ async def login_submit(request: Request) -> Response:
         if old is not None:
             await services.remember.forget(old)
         value = await services.remember.issue(user.id)
-        session[REMEMBER_SESSION_KEY] = value.split(":", 1)[0]  # the selector: see SESSION_KEY
+        link_session(session, value)
         response.headers.append(
             "set-cookie",
             remember_cookie_value(services.cookie_policy, name, value, REMEMBER_MAX_AGE),
