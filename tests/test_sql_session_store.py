@@ -6,13 +6,16 @@ Also the factory and the periodic sweep, which are exercised here on SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -85,20 +88,122 @@ async def test_postgres_load_is_one_statement_renewed_or_not(
     assert len(seen) == 1
 
 
+@contextlib.asynccontextmanager
+async def sqlite_trace(engine: AsyncEngine) -> AsyncIterator[list[str]]:
+    """Every statement SQLite itself runs on the engine's one pooled connection, as its first
+    word (``BEGIN``, ``SELECT``, ``UPDATE``, ``COMMIT``, ``ROLLBACK``...): what reaches the
+    database, whichever way it was sent."""
+    seen: list[str] = []
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.set_trace_callback(lambda statement: seen.append(statement.split()[0]))
+    try:
+        yield seen
+    finally:
+        async with engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver is not None
+            await driver.set_trace_callback(None)
+
+
 async def test_sqlite_load_reads_and_writes_only_when_due(
     sqlite_engine: AsyncEngine, clock: FakeClock
 ) -> None:
-    """On SQLite a not-due load is one SELECT; a due one adds one conditional UPDATE."""
+    """On SQLite a not-due load is one SELECT and nothing else (no transaction, no reset); a
+    due one adds one conditional UPDATE and its COMMIT."""
     store = SqlSessionStore(sqlite_engine)
     rec = record(clock.now())
     await store.create(rec)
-    with statements(sqlite_engine) as seen:
-        await store.load(rec.id_hash, clock.now(), 60.0)
-    assert [s.split()[0] for s in seen] == ["SELECT"]
-    clock.advance(60.0)
-    with statements(sqlite_engine) as seen:
-        await store.load(rec.id_hash, clock.now(), 60.0)
-    assert [s.split()[0] for s in seen] == ["SELECT", "UPDATE"]
+    async with sqlite_trace(sqlite_engine) as seen:
+        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+        assert seen == ["SELECT"]
+        seen.clear()
+        clock.advance(60.0)
+        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec.touched(clock.now()), True)
+        assert seen == ["SELECT", "BEGIN", "UPDATE", "COMMIT"]
+
+
+async def test_sqlite_write_is_its_statement_and_its_commit(
+    sqlite_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """An update, a rotation, a delete: the statement and its COMMIT, no ROLLBACK after it when
+    the connection goes back to the pool."""
+    store = SqlSessionStore(sqlite_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    rotated = record(clock.now(), 1)
+    async with sqlite_trace(sqlite_engine) as seen:
+        assert await store.update(rec._replace(data=b'{"n":1}'), clock.now())
+        assert await store.replace(rec.id_hash, rotated, clock.now())
+        assert await store.delete(rotated.id_hash)
+        assert not await store.delete(rotated.id_hash)
+    assert seen == ["BEGIN", "UPDATE", "COMMIT"] * 2 + ["BEGIN", "DELETE", "COMMIT"] * 2
+
+
+async def test_sqlite_write_whose_commit_fails_is_rolled_back(
+    sqlite_engine: AsyncEngine, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose COMMIT fails is a 503 and leaves nothing behind: the row is unchanged and no
+    transaction holds SQLite's write lock (another process can write at once)."""
+    store = SqlSessionStore(sqlite_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+
+    async def failing_commit(self: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(aiosqlite.Connection, "commit", failing_commit)
+        with pytest.raises(StoreUnavailable):
+            await store.update(rec._replace(data=b'{"lost":true}'), clock.now())
+    assert (await store.load(rec.id_hash, clock.now(), 60.0)) == (rec, False)
+    other = create_engine(f"sqlite:///{tmp_path}/tessera.db", connect_args={"timeout": 0})
+    try:
+        async with other.begin() as conn:  # "database is locked" at once if a write were open
+            await conn.execute(text("PRAGMA busy_timeout=0"))
+            await conn.execute(sessions_table.update().values(kind="token"))
+    finally:
+        await other.dispose()
+
+
+async def test_sqlite_write_cancelled_before_it_ran_is_rolled_back_after_it(
+    sqlite_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """A request cancelled while its write still waits in aiosqlite's queue: the connection goes
+    back to the pool before the write runs, and the ROLLBACK queued behind it undoes it, instead
+    of leaving a transaction open on the pooled connection (holding SQLite's write lock until some
+    later COMMIT, which would also commit the cancelled write)."""
+    store = SqlSessionStore(sqlite_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    started, gate = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    def trace(statement: str) -> None:  # runs on aiosqlite's thread, before each statement
+        seen.append(statement.split()[0])
+        if len(seen) == 1:
+            started.set()
+            gate.wait(10)  # the write's first statement waits until the request is cancelled
+
+    async with sqlite_engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.set_trace_callback(trace)
+    write = asyncio.create_task(store.update(rec._replace(data=b'{"lost":true}'), clock.now()))
+    assert await asyncio.to_thread(started.wait, 10)
+    write.cancel()
+    await asyncio.sleep(0.05)  # the cancelled request returns the connection meanwhile
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    assert (await store.load(rec.id_hash, clock.now(), 60.0)) == (rec, False)
+    assert seen[:3] == ["BEGIN", "UPDATE", "ROLLBACK"]
+    async with sqlite_engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        await driver.set_trace_callback(None)
+        assert not driver.in_transaction
 
 
 @pytest.fixture(params=["sqlite_engine", "postgres_engine"])
