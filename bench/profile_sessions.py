@@ -6,7 +6,8 @@
 ``VARIANT`` is one of ``bench/apps_sessions.py``'s (bare, empty, starlette, memory, sqlite,
 postgres, redis). ``--concurrency`` runs that many clients at once, each with its own session,
 as wrk's connections do: that is what lets the Redis store's auto-pipelining batch commands.
-``--profile`` prints the functions that cost most under cProfile. Wall-clock microseconds per
+``postgres`` needs ``BENCH_DATABASE_URL`` naming a database of its own (``sqlite`` gets a
+temporary file). ``--profile`` prints the functions that cost most under cProfile. Wall-clock microseconds per
 request come from the whole run and include the store's round trips; CPU microseconds count
 this process alone (steadier on a shared machine).
 """
@@ -91,6 +92,11 @@ async def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     os.environ["BENCH_VARIANT"] = args.variant
+    if args.variant == "postgres" and not os.environ.get("BENCH_DATABASE_URL", "").startswith(
+        "postgresql"
+    ):
+        # Without it the app would fall back to SQLite and profile that under this name.
+        parser.error("postgres needs BENCH_DATABASE_URL=postgresql://... (a database of its own)")
     os.environ.setdefault(
         "BENCH_DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='tessera-prof-')}/s.db"
     )

@@ -51,14 +51,25 @@ async def factory_redis_resp2() -> AsyncIterator[object]:
 
 
 @pytest.fixture(
-    params=["memory", "sqlite", "postgres", "redis", "redis-factory", "redis-factory-resp2"]
+    params=[
+        "memory",
+        "sqlite",
+        "sqlite-sqlalchemy",
+        "postgres",
+        "postgres-sqlalchemy",
+        "redis",
+        "redis-factory",
+        "redis-factory-resp2",
+    ]
 )
 def store(request: pytest.FixtureRequest) -> SessionStore:
     """Each store in turn, empty; the engine and client fixtures close what they opened.
 
     Redis runs three ways: a plain redis-py client (redis-py reads every reply), and the
     factory's client, whose replies the auto-pipeline reads straight from hiredis, under RESP3
-    (redis-py's default) and RESP2.
+    (redis-py's default) and RESP2. SQL runs twice: the per-request statements sent on the
+    driver (the default), and everything through SQLAlchemy's execution (``on_driver=False``,
+    as on another driver).
     """
     kind = request.param
     if kind.startswith("redis"):
@@ -74,9 +85,8 @@ def store(request: pytest.FixtureRequest) -> SessionStore:
         from tessera.stores.memory_sessions import MemorySessionStore
 
         return MemorySessionStore()
-    if kind == "sqlite":
-        return SqlSessionStore(request.getfixturevalue("sqlite_engine"))
-    return SqlSessionStore(request.getfixturevalue("postgres_engine"))
+    database, _, path = kind.partition("-")
+    return SqlSessionStore(request.getfixturevalue(f"{database}_engine"), on_driver=not path)
 
 
 def new_digest() -> str:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiosqlite
+import asyncpg
 import pytest
 from sqlalchemy import event, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -30,6 +31,7 @@ from tessera.stores.sessions import SessionRecord
 from tessera.stores.sql import create_engine, ensure_schema
 from tessera.stores.sql_sessions import SqlSessionStore, sessions_table
 from tessera.stores.sweeper import run_periodic_sweep
+from tests.conftest import POSTGRES_URL
 
 
 def record(now: float, n: int = 0, *, idle: float = 100.0, user_id: str | None = None) -> Any:
@@ -72,20 +74,50 @@ def statements(engine: AsyncEngine) -> Iterator[list[str]]:
         event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
 
 
+@contextmanager
+def postgres_queries(engine: AsyncEngine) -> Iterator[list[str]]:
+    """Every query sent on asyncpg's own connection methods (``fetch``, ``execute``: the store's
+    driver path, and transaction control) on the engine's pooled connections, through a query
+    logger on each connection checked out meanwhile. SQLAlchemy's statements go through asyncpg
+    prepared statements, which the logger does not see: ``statements`` counts those."""
+    seen: list[str] = []
+    logged: list[Any] = []
+
+    def log(query: Any) -> None:
+        seen.append(query.query)
+
+    def on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        driver = record.driver_connection
+        if driver not in logged:
+            driver.add_query_logger(log)
+            logged.append(driver)
+
+    event.listen(engine.sync_engine, "checkout", on_checkout)
+    try:
+        yield seen
+    finally:
+        event.remove(engine.sync_engine, "checkout", on_checkout)
+        for driver in logged:
+            driver.remove_query_logger(log)
+
+
+@pytest.mark.parametrize("on_driver", [True, False], ids=["on-driver", "through-sqlalchemy"])
 async def test_postgres_load_is_one_statement_renewed_or_not(
-    postgres_engine: AsyncEngine, clock: FakeClock
+    postgres_engine: AsyncEngine, clock: FakeClock, on_driver: bool
 ) -> None:
-    """On PostgreSQL a load sends a single statement, whether or not it renews."""
-    store = SqlSessionStore(postgres_engine)
+    """On PostgreSQL a load sends a single statement, whether or not it renews, and nothing
+    else (no BEGIN, no COMMIT: autocommit)."""
+    store = SqlSessionStore(postgres_engine, on_driver=on_driver)
     rec = record(clock.now())
     await store.create(rec)
-    with statements(postgres_engine) as seen:
-        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
-    assert len(seen) == 1
-    clock.advance(60.0)
-    with statements(postgres_engine) as seen:
-        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec.touched(clock.now()), True)
-    assert len(seen) == 1
+    for renewed in (False, True):
+        if renewed:
+            clock.advance(60.0)
+        with statements(postgres_engine) as prepared, postgres_queries(postgres_engine) as sent:
+            found = await store.load(rec.id_hash, clock.now(), 60.0)
+        assert found == ((rec.touched(clock.now()), True) if renewed else (rec, False))
+        assert [q.split()[0] for q in [*prepared, *sent]] == ["WITH"]
+        assert len(sent) == int(on_driver)
 
 
 @contextlib.asynccontextmanager
@@ -494,3 +526,60 @@ async def test_a_postgresql_server_that_never_answers_is_unavailable_in_seconds(
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def _backend_pid(engine: AsyncEngine) -> int:
+    """The server process of the connection the engine's pool hands out next."""
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        return int(driver.get_server_pid())
+
+
+async def test_postgres_connection_that_died_is_not_handed_out_again(
+    postgres_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """A pooled connection the server dropped fails the statement it was given (503), and is
+    discarded: the next request gets a new connection, not the dead one again."""
+    store = SqlSessionStore(postgres_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    pid = await _backend_pid(postgres_engine)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    await asyncio.sleep(0.1)
+    # Only the dead connection is in the pool, so the first load gets it.
+    with pytest.raises(StoreUnavailable):
+        await store.load(rec.id_hash, clock.now(), 60.0)
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+    assert await _backend_pid(postgres_engine) != pid
+
+
+async def test_postgres_statement_cancelled_midway_leaves_nothing_behind(
+    postgres_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """A request cancelled while its update waits on a row lock: the update never lands, and
+    the connection it was on is not handed to the next request in a half-finished state."""
+    store = SqlSessionStore(postgres_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    async with postgres_engine.connect() as locker:
+        await locker.execute(
+            select(sessions_table.c.id_hash)
+            .where(sessions_table.c.id_hash == rec.id_hash)
+            .with_for_update()
+        )
+        write = asyncio.create_task(store.update(rec._replace(data=b'{"lost":true}'), clock.now()))
+        await asyncio.sleep(0.3)  # the UPDATE now waits on the row lock
+        assert not write.done()
+        write.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        await locker.rollback()
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+    changed = rec._replace(data=b'{"n":2}')
+    assert await store.update(changed, clock.now())
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (changed, False)

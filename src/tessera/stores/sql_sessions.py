@@ -21,6 +21,7 @@ exception type, so a connection URL (and its password) never reaches a log or an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -46,8 +47,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
-from sqlalchemy.sql.expression import Delete, Executable, Insert, Select, Update
+from sqlalchemy.sql.expression import CompoundSelect, Delete, Executable, Insert, Select, Update
 
+from tessera.errors import StoreUnavailable
 from tessera.stores import sql
 from tessera.stores.sessions import SessionRecord
 
@@ -152,33 +154,56 @@ _UPDATE_LIVE = update(_t).where(_LIVE)  # SET columns come from the parameter ke
 _DELETE = delete(_t).where(_t.c.id_hash == _h)
 
 
+_Stmt = Insert | Update | Delete | Select[Any] | CompoundSelect[Any]
+
+
+def _counted(stmt: Insert | Update | Delete) -> _Stmt:
+    """The write ``stmt`` returning the ID of each row it wrote, so that they can be counted
+    whatever executes it (a driver's rows carry no rowcount)."""
+    return stmt.returning(_t.c.id_hash)
+
+
 @dataclass(frozen=True, slots=True)
 class _DriverStatement:
-    """A statement compiled once for SQLite, to send on the driver itself (see ``_on_driver``)."""
+    """A statement compiled once, to send on the driver itself (see ``_on_driver``)."""
 
     sql: str
     names: tuple[str, ...]
-    """The parameters' names in the order of the statement's ``?`` placeholders."""
+    """The parameters' names in the order of the statement's placeholders (``?``, ``$n``)."""
     writes: bool
 
 
-def _for_driver(
-    stmt: Insert | Update | Delete | Select[Any], dialect: Dialect, keys: Sequence[str] = ()
-) -> _DriverStatement:
-    """``stmt`` compiled for ``dialect``; a write returns its rows' IDs, so they can be counted.
+@dataclass(frozen=True, slots=True)
+class _Statement:
+    """One of the per-request statements, ready for either way of running it."""
+
+    stmt: _Stmt
+    driver: _DriverStatement | None
+    """Set when the engine's driver is one the store sends statements to itself."""
+
+
+def _prepared(stmt: _Stmt, dialect: Dialect | None, keys: Sequence[str] = ()) -> _Statement:
+    """``stmt`` (a write: ``_counted``), compiled for ``dialect`` unless that is None.
 
     ``keys``: the columns an INSERT or UPDATE sets, which SQLAlchemy otherwise takes from the
     parameters at each execution.
     """
-    writes = not isinstance(stmt, Select)
-    if writes and not stmt._returning:  # type: ignore[union-attr]
-        stmt = stmt.returning(_t.c.id_hash)  # type: ignore[union-attr]
+    if dialect is None:
+        return _Statement(stmt, None)
     compiled = stmt.compile(dialect=dialect, column_keys=list(keys))
-    return _DriverStatement(compiled.string, tuple(compiled.positiontup or ()), writes)
+    writes = isinstance(stmt, (Insert, Update, Delete))
+    return _Statement(
+        stmt, _DriverStatement(compiled.string, tuple(compiled.positiontup or ()), writes)
+    )
 
 
 _ALL_COLUMNS = tuple(_t.c.keys())
 _UPDATED_COLUMNS = tuple(key for key in _ALL_COLUMNS if key != "id_hash")
+
+_DRIVERS = ("aiosqlite", "asyncpg")
+"""The drivers the per-request statements are sent to directly (the ones
+:func:`tessera.stores.sql.create_engine` uses); an engine on another keeps SQLAlchemy's
+execution throughout."""
 
 
 class SqlSessionStore:
@@ -188,20 +213,30 @@ class SqlSessionStore:
     engine only when ``owns_engine`` is set: an engine handed in is usually shared with the other
     SQL stores, and its owner closes it.
 
-    On PostgreSQL every single-statement operation runs in autocommit mode: a statement is
-    atomic on its own, and skipping ``BEGIN``/``COMMIT`` saves two round trips per call. Every
-    operation is one statement, :meth:`replace` included.
+    Every operation is one statement, :meth:`replace` included. On PostgreSQL each runs in
+    autocommit mode: a statement is atomic on its own, and skipping ``BEGIN``/``COMMIT`` saves
+    two round trips per call. SQLite's driver opens a transaction before a write, which is
+    committed at once.
 
-    On SQLite the operations of every request (create, load, update, replace, delete) are sent
-    on the pooled aiosqlite connection itself, compiled once by SQLAlchemy: each call SQLAlchemy
-    makes on an aiosqlite connection is one trip to aiosqlite's thread (cursor, execute, fetch,
-    close, commit), and those trips, not SQLite, were the cost. One read is one trip, one write
-    two (the statement, its COMMIT): measured on the CI machine, a load went from 2,323 to about
-    400 us and an update from 1,713 to about 700 us. The rarer operations (listings, sweeps)
-    keep SQLAlchemy's execution.
+    The operations of every request (create, load, update, replace, delete) are sent on the
+    pooled connection's driver itself (aiosqlite, asyncpg), compiled once by SQLAlchemy; the
+    rarer ones (listings, sweeps) keep SQLAlchemy's execution. Why, measured on the CI machine:
+
+    - SQLite: each call SQLAlchemy makes on an aiosqlite connection (cursor, execute, fetch,
+      close, commit) is one trip to aiosqlite's thread, and those trips, not SQLite, were the
+      cost. On the driver a read is one trip and a write two (the statement, its COMMIT): a load
+      went from 2,323 to 410 us, an update from 1,713 to 613 us.
+    - PostgreSQL: SQLAlchemy's execution layer cost twice the CPU of asyncpg's own for these
+      one-row statements (705 against 341 us for a load).
     """
 
-    def __init__(self, engine: AsyncEngine, *, owns_engine: bool = False) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, owns_engine: bool = False, on_driver: bool = True
+    ) -> None:
+        """``on_driver=False`` runs every statement through SQLAlchemy's execution, so that its
+        ``echo`` log, its events and the tracing tools built on them see the per-request ones
+        too (slower: see above); an engine on another driver than aiosqlite or asyncpg always
+        does."""
         self._engine = engine
         self._owns_engine = owns_engine
         dialect = engine.dialect
@@ -211,14 +246,20 @@ class SqlSessionStore:
             if self._single_statement_load
             else engine.begin
         )
-        self._on_sqlite_driver = dialect.name == "sqlite"
-        if self._on_sqlite_driver:
-            self._select_live = _for_driver(_SELECT_LIVE, dialect)
-            self._renew = _for_driver(_RENEW_RETURNING, dialect)
-            self._insert = _for_driver(_INSERT, dialect, _ALL_COLUMNS)
-            self._update = _for_driver(_UPDATE_LIVE, dialect, _UPDATED_COLUMNS)
-            self._replace = _for_driver(_UPDATE_LIVE, dialect, _ALL_COLUMNS)
-            self._delete = _for_driver(_DELETE, dialect)
+        driver = dialect.driver if on_driver and dialect.driver in _DRIVERS else None
+        compiled_for = dialect if driver is not None else None
+        self._server_errors: tuple[type[BaseException], ...] = ()
+        if driver == "asyncpg":
+            import asyncpg  # type: ignore[import-untyped]  # the postgres extra, imported already
+
+            self._server_errors = (asyncpg.PostgresError,)
+        self._select_live = _prepared(_SELECT_LIVE, compiled_for)
+        self._renew = _prepared(_RENEW_RETURNING, compiled_for)
+        self._load_one = _prepared(_LOAD_ONE_STATEMENT, compiled_for)
+        self._insert = _prepared(_counted(_INSERT), compiled_for, _ALL_COLUMNS)
+        self._update = _prepared(_counted(_UPDATE_LIVE), compiled_for, _UPDATED_COLUMNS)
+        self._replace = _prepared(_counted(_UPDATE_LIVE), compiled_for, _ALL_COLUMNS)
+        self._delete = _prepared(_counted(_DELETE), compiled_for)
 
     def __repr__(self) -> str:
         # The engine's repr would show the URL; the dialect is all a log needs.
@@ -234,49 +275,70 @@ class SqlSessionStore:
                 rows = result.all() if result.returns_rows else []
                 return rows, result.rowcount
 
+    async def _rows(self, statement: _Statement, params: dict[str, Any]) -> Sequence[Sequence[Any]]:
+        """The rows of one per-request statement (a write: one per row written)."""
+        if statement.driver is not None:
+            return await self._on_driver(statement.driver, params)
+        rows, _ = await self._run(statement.stmt, params)
+        return rows
+
     async def _on_driver(
         self, statement: _DriverStatement, params: dict[str, Any]
-    ) -> list[tuple[Any, ...]]:
-        """Run ``statement`` on the pooled SQLite connection's driver; its rows.
-
-        A write is committed at once. If this call fails or is cancelled before the COMMIT, the
-        pool rolls the connection back on its return (``sql.UNCOMMITTED``), after the write if
-        it was still queued. Outside a write, the connection is in no transaction: SQLite's
-        driver opens one only before a write, and every write here ends in COMMIT or ROLLBACK.
-        """
+    ) -> Sequence[Sequence[Any]]:
+        """Run ``statement`` on the pooled connection's driver; its rows."""
         args = [params[name] for name in statement.names]
         with sql.unavailable_on_error():
             async with self._engine.connect() as conn:
                 pooled = await conn.get_raw_connection()
-                driver: Any = pooled.driver_connection  # an aiosqlite.Connection
+                driver: Any = pooled.driver_connection  # aiosqlite or asyncpg
+                if self._server_errors:
+                    return await self._on_asyncpg(conn, driver, statement, args)
                 if not statement.writes:
                     return list(await driver.execute_fetchall(statement.sql, args))
+                # If this call fails or is cancelled before the COMMIT, the pool rolls the
+                # connection back on its return, behind the write if it was still queued (see
+                # sql.UNCOMMITTED). Outside a write the connection is in no transaction: SQLite's
+                # driver opens one only before a write, and each write here ends in a COMMIT.
                 pooled.info[sql.UNCOMMITTED] = True
                 rows = list(await driver.execute_fetchall(statement.sql, args))
                 await driver.commit()
                 del pooled.info[sql.UNCOMMITTED]
                 return rows
 
+    async def _on_asyncpg(
+        self, conn: AsyncConnection, driver: Any, statement: _DriverStatement, args: list[Any]
+    ) -> Sequence[Sequence[Any]]:
+        """``statement`` on an asyncpg connection, outside any transaction (autocommit)."""
+        try:
+            rows: Sequence[Sequence[Any]] = await driver.fetch(statement.sql, *args)
+        except BaseException as exc:
+            if not isinstance(exc, self._server_errors):
+                # Broken, timed out or cancelled mid-statement: asyncpg may still be settling
+                # the connection with the server, so it is not handed to the next request.
+                with contextlib.suppress(Exception):
+                    await conn.invalidate()
+            if isinstance(exc, Exception):
+                raise StoreUnavailable("sql", type(exc).__name__) from exc
+            raise
+        return rows
+
     async def create(self, record: SessionRecord) -> None:
-        if self._on_sqlite_driver:
-            await self._on_driver(self._insert, _values(record))
-            return
-        await self._run(_INSERT, _values(record))
+        await self._rows(self._insert, _values(record))
 
     async def load(
         self, id_hash: str, now: float, renewal_interval: float
     ) -> tuple[SessionRecord, bool] | None:
         params = {"h": id_hash, "now": now, "interval": renewal_interval}
         if self._single_statement_load:
-            rows, _ = await self._run(_LOAD_ONE_STATEMENT, params)
+            rows = await self._rows(self._load_one, params)
             return (_record(rows[0]), bool(rows[0][-1])) if rows else None  # -1: "renewed"
-        rows = await self._on_driver(self._select_live, params)
+        rows = await self._rows(self._select_live, params)
         if not rows:
             return None
         record = _record(rows[0])
         if now - record.last_seen < renewal_interval:
             return record, False
-        renewed = await self._on_driver(self._renew, params)
+        renewed = await self._rows(self._renew, params)
         if not renewed:
             # A concurrent load renewed it first (or it was deleted meanwhile): that load
             # reports the renewal; ours reports the row as it read it.
@@ -290,10 +352,7 @@ class SqlSessionStore:
         params = _values(record)
         del params["id_hash"]
         params |= {"h": record.id_hash, "now": now}
-        if self._on_sqlite_driver:
-            return len(await self._on_driver(self._update, params)) == 1
-        _, count = await self._run(_UPDATE_LIVE, params)
-        return count == 1
+        return len(await self._rows(self._update, params)) == 1
 
     async def replace(self, old_id_hash: str, record: SessionRecord, now: float) -> bool:
         # One UPDATE that gives the live row its new ID (and the rest of the record), rather
@@ -303,16 +362,10 @@ class SqlSessionStore:
         # the rotation deletes the rotated row, where under READ COMMITTED its snapshot would
         # never have seen an inserted one (PostgreSQL), and the session would have survived.
         params = _values(record) | {"h": old_id_hash, "now": now}
-        if self._on_sqlite_driver:
-            return len(await self._on_driver(self._replace, params)) == 1
-        _, count = await self._run(_UPDATE_LIVE, params)
-        return count == 1
+        return len(await self._rows(self._replace, params)) == 1
 
     async def delete(self, id_hash: str) -> bool:
-        if self._on_sqlite_driver:
-            return len(await self._on_driver(self._delete, {"h": id_hash})) == 1
-        _, count = await self._run(_DELETE, {"h": id_hash})
-        return count == 1
+        return len(await self._rows(self._delete, {"h": id_hash})) == 1
 
     async def list_for_user(self, user_id: str, now: float) -> list[SessionRecord]:
         stmt = (
