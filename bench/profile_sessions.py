@@ -7,9 +7,9 @@
 postgres, redis). ``--concurrency`` runs that many clients at once, each with its own session,
 as wrk's connections do: that is what lets the Redis store's auto-pipelining batch commands.
 ``postgres`` needs ``BENCH_DATABASE_URL`` naming a database of its own (``sqlite`` gets a
-temporary file). ``--profile`` prints the functions that cost most under cProfile. Wall-clock microseconds per
-request come from the whole run and include the store's round trips; CPU microseconds count
-this process alone (steadier on a shared machine).
+temporary file). ``--profile`` prints the functions that cost most under cProfile.
+Wall-clock microseconds per request come from the whole run and include the store's round
+trips; CPU microseconds count this process alone (steadier on a shared machine).
 """
 
 from __future__ import annotations

@@ -1,0 +1,110 @@
+"""Per-operation cost of the SQL session store: its statements on the driver against SQLAlchemy.
+
+    cd bench && ../.venv/bin/python sql_store_ops.py [--ops 1000] [--rounds 3]
+
+``SqlSessionStore`` sends its per-request statements (load, update...) on the pooled
+connection's driver; ``on_driver=False`` sends them through SQLAlchemy's execution, as before
+that change: the baseline. Both run in the same process against the same database, one load
+and one update at a time, alternating by round, on SQLite (a temporary file) and on PostgreSQL
+(a database of the bench's own on 127.0.0.1, dropped afterwards). Reported: microseconds per
+operation (wall clock; the best round) and the ratio of the driver's to SQLAlchemy's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import secrets
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+
+from _harness import table
+
+from tessera.stores.sessions import SessionRecord
+from tessera.stores.sql import create_engine, ensure_schema
+from tessera.stores.sql_sessions import SqlSessionStore
+
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+async def per_op(op: Callable[[], Awaitable[object]], count: int) -> float:
+    """Microseconds per call of ``op``, called ``count`` times one after another."""
+    started = time.perf_counter()
+    for _ in range(count):
+        await op()
+    return (time.perf_counter() - started) / count * 1e6
+
+
+async def measure(url: str, ops: int, rounds: int) -> dict[tuple[str, bool], float]:
+    """The best round's microseconds per load and per update, on the driver and not."""
+    engine = create_engine(url)
+    best: dict[tuple[str, bool], float] = {}
+    try:
+        await ensure_schema(engine)
+        now = time.time()
+        record = SessionRecord(
+            id_hash=hashlib.sha256(secrets.token_bytes(32)).hexdigest(),
+            data=b'{"visits":1}',
+            created_at=now,
+            last_seen=now,
+            idle_timeout=1800.0,
+            absolute_expires_at=now + 43200.0,
+        )
+        await SqlSessionStore(engine).create(record)
+        for _ in range(rounds):
+            for on_driver in (True, False):
+                store = SqlSessionStore(engine, on_driver=on_driver)
+                load = await per_op(
+                    lambda s=store: s.load(record.id_hash, time.time(), 60.0),
+                    ops,
+                )
+                update = await per_op(
+                    lambda s=store: s.update(record, time.time()),
+                    ops,
+                )
+                for name, value in (("load", load), ("update", update)):
+                    key = (name, on_driver)
+                    best[key] = min(best.get(key, value), value)
+    finally:
+        await engine.dispose()
+    return best
+
+
+async def admin(statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ops", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    database = f"t_bench_{secrets.token_hex(4)}"
+    urls = {
+        "SQLite": f"sqlite:///{tempfile.mkdtemp(prefix='tessera-bench-')}/sessions.db",
+        "PostgreSQL": POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database,
+    }
+    await admin(f'CREATE DATABASE "{database}"')
+    rows = []
+    try:
+        for label, url in urls.items():
+            best = await measure(url, args.ops, args.rounds)
+            for op in ("load", "update"):
+                through, on = best[op, False], best[op, True]
+                rows.append((label, op, f"{through:,.0f}", f"{on:,.0f}", f"{through / on:.2f}x"))
+    finally:
+        await admin(f'DROP DATABASE "{database}" WITH (FORCE)')
+    header = ("database", "operation", "SQLAlchemy (µs)", "on the driver (µs)", "speed-up")
+    print(table(rows, header))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
