@@ -23,6 +23,30 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+"""Where the benchmarks create (and drop) PostgreSQL databases of their own."""
+
+
+def postgres_admin(statement: str) -> None:
+    """Run one statement on the PostgreSQL server (CREATE / DROP DATABASE of a benchmark's own)."""
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def postgres_url(database: str) -> str:
+    """The URL of ``database`` on the server of :data:`POSTGRES_ADMIN`."""
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database
+
 
 def free_port() -> int:
     with socket.socket() as sock:

@@ -21,7 +21,7 @@ import secrets
 import tempfile
 
 import httpx
-from _harness import compare, serve, wrk
+from _harness import compare, postgres_admin, postgres_url, serve, wrk
 
 VARIANTS = {
     "bare": "no sessions (baseline)",
@@ -37,7 +37,6 @@ VARIANTS = {
 CALIBRATION = ("ideal-memory", "ideal-redis")
 """Not sessions (no expiry, no eviction, no safety): run only when asked for with --only."""
 DEFAULT = [variant for variant in VARIANTS if variant not in CALIBRATION]
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def session_cookie(url: str) -> str | None:
@@ -56,22 +55,6 @@ def session_cookie(url: str) -> str | None:
     return cookie
 
 
-def _admin(statement: str) -> None:
-    """Run one statement on the PostgreSQL server (a database of the bench's own)."""
-    import asyncio
-
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(POSTGRES_ADMIN)
-        try:
-            await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=5)
@@ -87,12 +70,12 @@ def main() -> None:
         "BENCH_REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
     }
     if "postgres" in args.only:
-        _admin(f'CREATE DATABASE "{database}"')
+        postgres_admin(f'CREATE DATABASE "{database}"')
 
     def measure(variant: str) -> float:
         env = {**env_common, "BENCH_VARIANT": variant}
         if variant == "postgres":
-            env["BENCH_DATABASE_URL"] = POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database
+            env["BENCH_DATABASE_URL"] = postgres_url(database)
         served = serve("apps_sessions:app", env)
         try:
             # Variants without sessions are sent a cookie of a session cookie's size all the
@@ -118,7 +101,7 @@ def main() -> None:
         )
     finally:
         if "postgres" in args.only:
-            _admin(f'DROP DATABASE "{database}" WITH (FORCE)')
+            postgres_admin(f'DROP DATABASE "{database}" WITH (FORCE)')
     print()
     print(result)
 

@@ -20,13 +20,11 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 
-from _harness import table
+from _harness import postgres_admin, postgres_url, table
 
 from tessera.stores.sessions import SessionRecord
 from tessera.stores.sql import create_engine, ensure_schema
 from tessera.stores.sql_sessions import SqlSessionStore
-
-POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 async def per_op(op: Callable[[], Awaitable[object]], count: int) -> float:
@@ -72,17 +70,7 @@ async def measure(url: str, ops: int, rounds: int) -> dict[tuple[str, bool], flo
     return best
 
 
-async def admin(statement: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(POSTGRES_ADMIN)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
-async def main() -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ops", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
@@ -90,21 +78,21 @@ async def main() -> None:
     database = f"t_bench_{secrets.token_hex(4)}"
     urls = {
         "SQLite": f"sqlite:///{tempfile.mkdtemp(prefix='tessera-bench-')}/sessions.db",
-        "PostgreSQL": POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + database,
+        "PostgreSQL": postgres_url(database),
     }
-    await admin(f'CREATE DATABASE "{database}"')
+    postgres_admin(f'CREATE DATABASE "{database}"')
     rows = []
     try:
         for label, url in urls.items():
-            best = await measure(url, args.ops, args.rounds)
+            best = asyncio.run(measure(url, args.ops, args.rounds))
             for op in ("load", "update"):
                 through, on = best[op, False], best[op, True]
                 rows.append((label, op, f"{through:,.0f}", f"{on:,.0f}", f"{through / on:.2f}x"))
     finally:
-        await admin(f'DROP DATABASE "{database}" WITH (FORCE)')
+        postgres_admin(f'DROP DATABASE "{database}" WITH (FORCE)')
     header = ("database", "operation", "SQLAlchemy (µs)", "on the driver (µs)", "speed-up")
     print(table(rows, header))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
