@@ -93,7 +93,7 @@ async def main() -> None:
     args = parser.parse_args()
     os.environ["BENCH_VARIANT"] = args.variant
     if args.variant == "postgres" and not os.environ.get("BENCH_DATABASE_URL", "").startswith(
-        "postgresql"
+        "postgres"
     ):
         # Without it the app would fall back to SQLite and profile that under this name.
         parser.error("postgres needs BENCH_DATABASE_URL=postgresql://... (a database of its own)")

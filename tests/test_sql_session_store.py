@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import secrets
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -583,3 +584,170 @@ async def test_postgres_statement_cancelled_midway_leaves_nothing_behind(
     changed = rec._replace(data=b'{"n":2}')
     assert await store.update(changed, clock.now())
     assert await store.load(rec.id_hash, clock.now(), 60.0) == (changed, False)
+
+
+async def test_postgres_backend_that_dies_mid_statement_is_not_handed_out_again(
+    postgres_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """A backend killed while the store's UPDATE waits on a row lock (asyncpg then raises a
+    ``PostgresError`` subclass, as for a refused statement): a 503, and the dead connection is
+    discarded, so the next request works."""
+    store = SqlSessionStore(postgres_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        async with postgres_engine.connect() as locker:
+            await locker.execute(
+                select(sessions_table.c.id_hash)
+                .where(sessions_table.c.id_hash == rec.id_hash)
+                .with_for_update()
+            )
+            write = asyncio.create_task(store.update(rec._replace(data=b'{"n":1}'), clock.now()))
+            waiting = None
+            for _ in range(100):
+                waiting = await admin.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                    " AND query LIKE 'UPDATE tessera_sessions%' AND query LIKE '%RETURNING%'"
+                )
+                if waiting is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert waiting is not None
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", waiting)
+            with pytest.raises(StoreUnavailable):
+                await write
+            await locker.rollback()
+    finally:
+        await admin.close()
+    for _ in range(3):
+        assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+
+
+async def test_postgres_restart_costs_one_failed_request_not_one_per_connection(
+    postgres_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """Every pooled connection dies at once (a restart, a failover): the first request to meet
+    a dead one fails, and the pool starts afresh, as SQLAlchemy does on a disconnect."""
+    async with postgres_engine.connect() as conn:
+        search_path = (await conn.execute(text("SHOW search_path"))).scalar_one()
+    name = f"tessera-test-{secrets.token_hex(4)}"
+    engine = create_engine(
+        POSTGRES_URL,
+        pool_size=4,
+        max_overflow=0,
+        connect_args={"server_settings": {"search_path": search_path, "application_name": name}},
+    )
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        store = SqlSessionStore(engine)
+        rec = record(clock.now())
+        await store.create(rec)
+        await asyncio.gather(*(store.load(rec.id_hash, clock.now(), 60.0) for _ in range(8)))
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            name,
+        )
+        assert killed == 4
+        await asyncio.sleep(0.2)
+        failed = 0
+        for _ in range(8):
+            try:
+                assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+            except StoreUnavailable:
+                failed += 1
+        assert failed == 1
+    finally:
+        await admin.close()
+        await engine.dispose()
+
+
+async def test_booleans_given_as_numbers_are_stored(engine: AsyncEngine, clock: FakeClock) -> None:
+    """``remembered=1`` (SessionManager.create takes plain values) is stored as True on both
+    databases, as SQLAlchemy's Boolean did before the statements went on the driver."""
+    store = SqlSessionStore(engine)
+    rec = record(clock.now())._replace(remembered=1, persistent=0)
+    await store.create(rec)
+    found = await store.load(rec.id_hash, clock.now(), 60.0)
+    assert found is not None
+    assert found[0].remembered is True
+    assert found[0].persistent is False
+
+
+async def test_sqlite_in_memory_database_keeps_overlapping_writes(clock: FakeClock) -> None:
+    """``sqlite:///:memory:`` keeps one connection, which overlapping requests take in turn:
+    they used to share it at once (SQLAlchemy's StaticPool), so their statements interleaved
+    and a write failed, or a read's reset rolled a write back."""
+    engine = create_engine("sqlite:///:memory:")
+    try:
+        await ensure_schema(engine)
+        store = SqlSessionStore(engine)
+        a, b = record(clock.now(), 1), record(clock.now(), 2)
+        await store.create(a)
+        await store.create(b)
+        changed = a._replace(data=b'{"n":1}')
+        read, written = await asyncio.gather(
+            store.load(b.id_hash, clock.now(), 60.0), store.update(changed, clock.now())
+        )
+        assert read == (b, False)
+        assert written
+        assert await store.load(a.id_hash, clock.now(), 60.0) == (changed, False)
+        assert engine.pool.size() == 1  # type: ignore[attr-defined]
+    finally:
+        await engine.dispose()
+
+
+async def test_sqlite_transaction_whose_commit_fails_is_rolled_back_on_return(
+    sqlite_engine: AsyncEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLAlchemy transaction (here "log out everywhere") whose COMMIT fails leaves its
+    connection inside the transaction; the pool rolls it back on return (its own reset is off
+    for SQLite), or the connection would hold SQLite's write lock and a later COMMIT would
+    carry the failed delete out after all."""
+    store = SqlSessionStore(sqlite_engine)
+    rec = record(clock.now(), user_id="u")
+    await store.create(rec)
+
+    async def failing_commit(self: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(aiosqlite.Connection, "commit", failing_commit)
+        with pytest.raises(StoreUnavailable):
+            await store.delete_for_user("u")
+    async with sqlite_engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        assert not driver.in_transaction
+    await store.create(record(clock.now(), 2))  # a later write commits only itself
+    assert [r.id_hash for r in await store.list_for_user("u", clock.now())] == [rec.id_hash]
+
+
+async def test_sqlite_connection_closed_underneath_is_a_503_then_replaced(
+    sqlite_engine: AsyncEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite's "no active connection" (a ValueError) met by a statement is the store being
+    unavailable (503), not a 500, and that connection is discarded for a new one."""
+    store = SqlSessionStore(sqlite_engine)
+    rec = record(clock.now())
+    await store.create(rec)
+    before = await _sqlite_driver(sqlite_engine)
+
+    async def closed(self: Any, sql: str, parameters: Any = None) -> Any:
+        raise ValueError("no active connection")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(aiosqlite.Connection, "execute_fetchall", closed)
+        with pytest.raises(StoreUnavailable):
+            await store.load(rec.id_hash, clock.now(), 60.0)
+    assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+    assert await _sqlite_driver(sqlite_engine) is not before
+
+
+async def _sqlite_driver(engine: AsyncEngine) -> object:
+    """The aiosqlite connection the engine's pool of one holds."""
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        return driver

@@ -18,7 +18,7 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.pool import PoolResetState
+from sqlalchemy.pool import AsyncAdaptedQueuePool, PoolResetState
 
 from tessera.errors import ConfigError, StoreUnavailable
 
@@ -157,7 +157,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             "timeout": POSTGRES_CONNECT_TIMEOUT,
             **kwargs.get("connect_args", {}),
         }
-    elif target.database not in (None, "", ":memory:"):
+    else:
         # SQLite takes one writer at a time. With a pool of connections, concurrent writers
         # each wait on the file lock in SQLite's busy handler, which polls and is not fair: under
         # a burst of writes some waited past busy_timeout and got "database is locked" (a 503
@@ -167,6 +167,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_size", 1)
         kwargs.setdefault("max_overflow", 0)
         kwargs.setdefault("pool_timeout", SQLITE_QUEUE_TIMEOUT)
+        if target.database in (None, "", ":memory:"):
+            # SQLAlchemy's default for an in-memory database, a StaticPool, hands its one
+            # connection to every checkout at once, so concurrent requests interleaved their
+            # statements on it ("cannot commit transaction - SQL statements in progress"). A
+            # queue of one keeps that one connection (and so the database) and takes turns.
+            kwargs.setdefault("poolclass", AsyncAdaptedQueuePool)
     sqlite = target.get_backend_name() == "sqlite"
     if sqlite:
         # The pool's own reset is a ROLLBACK on every return, even after a COMMIT: one more trip

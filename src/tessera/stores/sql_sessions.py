@@ -47,6 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 from sqlalchemy.sql.expression import CompoundSelect, Delete, Executable, Insert, Select, Update
 
 from tessera.errors import StoreUnavailable
@@ -93,8 +94,9 @@ def _values(record: SessionRecord) -> dict[str, Any]:
         "kind": record.kind,
         "ip": record.ip,
         "user_agent": record.user_agent,
-        "remembered": record.remembered,
-        "persistent": record.persistent,
+        # bool(): asyncpg takes only True/False for a BOOLEAN, where SQLAlchemy took 1 and 0.
+        "remembered": bool(record.remembered),
+        "persistent": bool(record.persistent),
     }
 
 
@@ -246,13 +248,17 @@ class SqlSessionStore:
             if self._single_statement_load
             else engine.begin
         )
-        driver = dialect.driver if on_driver and dialect.driver in _DRIVERS else None
+        driver = (
+            dialect.driver
+            if on_driver
+            and dialect.driver in _DRIVERS
+            # One connection shared by every checkout at once (SQLite's :memory:): a write's
+            # COMMIT and another request's reset would interleave on it.
+            and not isinstance(engine.pool, (StaticPool, SingletonThreadPool))
+            else None
+        )
         compiled_for = dialect if driver is not None else None
-        self._server_errors: tuple[type[BaseException], ...] = ()
-        if driver == "asyncpg":
-            import asyncpg  # type: ignore[import-untyped]  # the postgres extra, imported already
-
-            self._server_errors = (asyncpg.PostgresError,)
+        self._on_asyncpg_driver = driver == "asyncpg"
         self._select_live = _prepared(_SELECT_LIVE, compiled_for)
         self._renew = _prepared(_RENEW_RETURNING, compiled_for)
         self._load_one = _prepared(_LOAD_ONE_STATEMENT, compiled_for)
@@ -291,19 +297,38 @@ class SqlSessionStore:
             async with self._engine.connect() as conn:
                 pooled = await conn.get_raw_connection()
                 driver: Any = pooled.driver_connection  # aiosqlite or asyncpg
-                if self._server_errors:
+                if self._on_asyncpg_driver:
                     return await self._on_asyncpg(conn, driver, statement, args)
-                if not statement.writes:
-                    return list(await driver.execute_fetchall(statement.sql, args))
-                # If this call fails or is cancelled before the COMMIT, the pool rolls the
-                # connection back on its return, behind the write if it was still queued (see
-                # sql.UNCOMMITTED). Outside a write the connection is in no transaction: SQLite's
-                # driver opens one only before a write, and each write here ends in a COMMIT.
-                pooled.info[sql.UNCOMMITTED] = True
-                rows = list(await driver.execute_fetchall(statement.sql, args))
-                await driver.commit()
-                del pooled.info[sql.UNCOMMITTED]
-                return rows
+                return await self._on_aiosqlite(conn, pooled.info, driver, statement, args)
+
+    async def _on_aiosqlite(
+        self,
+        conn: AsyncConnection,
+        info: dict[Any, Any],
+        driver: Any,
+        statement: _DriverStatement,
+        args: list[Any],
+    ) -> Sequence[Sequence[Any]]:
+        """``statement`` on an aiosqlite connection; a write is committed at once."""
+        try:
+            if not statement.writes:
+                return list(await driver.execute_fetchall(statement.sql, args))
+            # If this call fails or is cancelled before the COMMIT, the pool rolls the connection
+            # back on its return, behind the write if it was still queued (``info`` is the pooled
+            # connection's: see sql.UNCOMMITTED). Outside a write the connection is in no
+            # transaction: SQLite's driver opens one only before a write, and each write here
+            # ends in a COMMIT.
+            info[sql.UNCOMMITTED] = True
+            rows = list(await driver.execute_fetchall(statement.sql, args))
+            await driver.commit()
+            del info[sql.UNCOMMITTED]
+            return rows
+        except ValueError as exc:
+            # aiosqlite's closed connection ("no active connection"): as SQLAlchemy's dialect
+            # does, a disconnect, so the connection is discarded and the request gets a 503.
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+            raise StoreUnavailable("sql", type(exc).__name__) from exc
 
     async def _on_asyncpg(
         self, conn: AsyncConnection, driver: Any, statement: _DriverStatement, args: list[Any]
@@ -312,15 +337,36 @@ class SqlSessionStore:
         try:
             rows: Sequence[Sequence[Any]] = await driver.fetch(statement.sql, *args)
         except BaseException as exc:
-            if not isinstance(exc, self._server_errors):
-                # Broken, timed out or cancelled mid-statement: asyncpg may still be settling
-                # the connection with the server, so it is not handed to the next request.
-                with contextlib.suppress(Exception):
-                    await conn.invalidate()
+            await self._after_asyncpg_failure(conn, driver, exc)
             if isinstance(exc, Exception):
                 raise StoreUnavailable("sql", type(exc).__name__) from exc
             raise
         return rows
+
+    async def _after_asyncpg_failure(
+        self, conn: AsyncConnection, driver: Any, exc: BaseException
+    ) -> None:
+        """Keep the connection after a statement the server (or asyncpg) refused; otherwise
+        discard it, as SQLAlchemy's own execution does.
+
+        - Cancelled mid-statement: asyncpg may still be settling the connection with the
+          server, so it is not handed to the next request.
+        - Disconnected (``is_closed()``, SQLAlchemy's own test for asyncpg; a backend that dies
+          mid-statement raises a ``PostgresError`` subclass, so the type does not tell): the
+          server restarted or failed over, and the other pooled connections are most likely
+          dead too. SQLAlchemy is shown the closed connection, so that it does what it does on
+          a disconnect: discard this connection and, at their next checkout, every one opened
+          before it, instead of failing one request per stale connection. (Disposing of the
+          pool here would leave the connections other requests hold open until garbage
+          collection.)
+        """
+        disconnected = driver.is_closed()
+        if isinstance(exc, Exception) and not disconnected:
+            return
+        with contextlib.suppress(Exception):
+            if disconnected:
+                await conn.exec_driver_sql("SELECT 1")  # raises, and SQLAlchemy invalidates
+            await conn.invalidate()  # cancelled, or SQLAlchemy did not see it as a disconnect
 
     async def create(self, record: SessionRecord) -> None:
         await self._rows(self._insert, _values(record))
