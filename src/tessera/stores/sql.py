@@ -157,7 +157,7 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             "timeout": POSTGRES_CONNECT_TIMEOUT,
             **kwargs.get("connect_args", {}),
         }
-    else:
+    else:  # SQLite, the only other backend async_url() accepts
         # SQLite takes one writer at a time. With a pool of connections, concurrent writers
         # each wait on the file lock in SQLite's busy handler, which polls and is not fair: under
         # a burst of writes some waited past busy_timeout and got "database is locked" (a 503
@@ -173,14 +173,12 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             # statements on it ("cannot commit transaction - SQL statements in progress"). A
             # queue of one keeps that one connection (and so the database) and takes turns.
             kwargs.setdefault("poolclass", AsyncAdaptedQueuePool)
-    sqlite = target.get_backend_name() == "sqlite"
-    if sqlite:
         # The pool's own reset is a ROLLBACK on every return, even after a COMMIT: one more trip
         # to aiosqlite's thread (measured: 1,713 -> 1,168 us per session update on the CI
         # machine). _rollback_if_open below does it only when a transaction may be open.
         kwargs.setdefault("pool_reset_on_return", None)
     engine = create_async_engine(async_target, **kwargs)
-    if sqlite:
+    if engine.dialect.name == "sqlite":
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
