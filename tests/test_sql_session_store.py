@@ -751,3 +751,39 @@ async def _sqlite_driver(engine: AsyncEngine) -> object:
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
         return driver
+
+
+async def test_postgres_dead_connection_is_discarded_even_if_sqlalchemy_disagrees(
+    postgres_engine: AsyncEngine, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should SQLAlchemy not take a closed connection for a disconnect (a dialect or a
+    ``handle_error`` hook that says so), the store still discards it itself: one failed
+    request, not every request from then on."""
+    async with postgres_engine.connect() as conn:
+        search_path = (await conn.execute(text("SHOW search_path"))).scalar_one()
+    name = f"tessera-test-{secrets.token_hex(4)}"
+    engine = create_engine(
+        POSTGRES_URL,
+        pool_size=1,
+        max_overflow=0,
+        connect_args={"server_settings": {"search_path": search_path, "application_name": name}},
+    )
+    monkeypatch.setattr(engine.dialect, "is_disconnect", lambda *args: False)
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        store = SqlSessionStore(engine)
+        rec = record(clock.now())
+        await store.create(rec)
+        assert await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE application_name = $1",
+            name,
+        )
+        await asyncio.sleep(0.2)
+        with pytest.raises(StoreUnavailable):
+            await store.load(rec.id_hash, clock.now(), 60.0)
+        for _ in range(3):
+            assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
+    finally:
+        await admin.close()
+        await engine.dispose()

@@ -363,10 +363,12 @@ class SqlSessionStore:
         disconnected = driver.is_closed()
         if isinstance(exc, Exception) and not disconnected:
             return
-        with contextlib.suppress(Exception):
-            if disconnected:
+        if disconnected:
+            with contextlib.suppress(Exception):
                 await conn.exec_driver_sql("SELECT 1")  # raises, and SQLAlchemy invalidates
-            await conn.invalidate()  # cancelled, or SQLAlchemy did not see it as a disconnect
+        if not conn.invalidated:  # cancelled, or SQLAlchemy did not take it for a disconnect
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
 
     async def create(self, record: SessionRecord) -> None:
         await self._rows(self._insert, _values(record))
