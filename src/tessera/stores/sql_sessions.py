@@ -222,14 +222,15 @@ class SqlSessionStore:
 
     The operations of every request (create, load, update, replace, delete) are sent on the
     pooled connection's driver itself (aiosqlite, asyncpg), compiled once by SQLAlchemy; the
-    rarer ones (listings, sweeps) keep SQLAlchemy's execution. Why, measured on the CI machine:
+    rarer ones (listings, sweeps) keep SQLAlchemy's execution. Why (``bench/sql_store_ops.py``
+    measures both ways side by side):
 
     - SQLite: each call SQLAlchemy makes on an aiosqlite connection (cursor, execute, fetch,
       close, commit) is one trip to aiosqlite's thread, and those trips, not SQLite, were the
-      cost. On the driver a read is one trip and a write two (the statement, its COMMIT): a load
-      went from 2,323 to 410 us, an update from 1,713 to 613 us.
-    - PostgreSQL: SQLAlchemy's execution layer cost twice the CPU of asyncpg's own for these
-      one-row statements (705 against 341 us for a load).
+      cost. On the driver a read is one trip and a write two (the statement, its COMMIT): a
+      load is about 3 times as fast, an update twice.
+    - PostgreSQL: SQLAlchemy's execution layer cost half as much CPU again as the rest of a
+      one-row statement (about 1.5 times the CPU, 1.4 times the time).
     """
 
     def __init__(
