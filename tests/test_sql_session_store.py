@@ -624,20 +624,27 @@ async def test_postgres_backend_that_dies_mid_statement_is_not_handed_out_again(
         assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
 
 
-async def test_postgres_restart_costs_one_failed_request_not_one_per_connection(
-    postgres_engine: AsyncEngine, clock: FakeClock
-) -> None:
-    """Every pooled connection dies at once (a restart, a failover): the first request to meet
-    a dead one fails, and the pool starts afresh, as SQLAlchemy does on a disconnect."""
+async def named_engine(postgres_engine: AsyncEngine, *, pool_size: int) -> tuple[AsyncEngine, str]:
+    """An engine of its own on the test's schema, with a pool of ``pool_size`` connections that
+    carry a name of their own in ``pg_stat_activity`` (so a test can kill exactly those)."""
     async with postgres_engine.connect() as conn:
         search_path = (await conn.execute(text("SHOW search_path"))).scalar_one()
     name = f"tessera-test-{secrets.token_hex(4)}"
     engine = create_engine(
         POSTGRES_URL,
-        pool_size=4,
+        pool_size=pool_size,
         max_overflow=0,
         connect_args={"server_settings": {"search_path": search_path, "application_name": name}},
     )
+    return engine, name
+
+
+async def test_postgres_restart_costs_one_failed_request_not_one_per_connection(
+    postgres_engine: AsyncEngine, clock: FakeClock
+) -> None:
+    """Every pooled connection dies at once (a restart, a failover): the first request to meet
+    a dead one fails, and the pool starts afresh, as SQLAlchemy does on a disconnect."""
+    engine, name = await named_engine(postgres_engine, pool_size=4)
     admin = await asyncpg.connect(POSTGRES_URL)
     try:
         store = SqlSessionStore(engine)
@@ -759,15 +766,7 @@ async def test_postgres_dead_connection_is_discarded_even_if_sqlalchemy_disagree
     """Should SQLAlchemy not take a closed connection for a disconnect (a dialect or a
     ``handle_error`` hook that says so), the store still discards it itself: one failed
     request, not every request from then on."""
-    async with postgres_engine.connect() as conn:
-        search_path = (await conn.execute(text("SHOW search_path"))).scalar_one()
-    name = f"tessera-test-{secrets.token_hex(4)}"
-    engine = create_engine(
-        POSTGRES_URL,
-        pool_size=1,
-        max_overflow=0,
-        connect_args={"server_settings": {"search_path": search_path, "application_name": name}},
-    )
+    engine, name = await named_engine(postgres_engine, pool_size=1)
     monkeypatch.setattr(engine.dialect, "is_disconnect", lambda *args: False)
     admin = await asyncpg.connect(POSTGRES_URL)
     try:
