@@ -174,6 +174,18 @@ async def test_sqlite_write_is_its_statement_and_its_commit(
     assert seen == ["BEGIN", "UPDATE", "COMMIT"] * 2 + ["BEGIN", "DELETE", "COMMIT"] * 2
 
 
+@contextmanager
+def failing_commits(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every COMMIT on an aiosqlite connection fails (a disk I/O error), meanwhile."""
+
+    async def failing_commit(self: Any) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(aiosqlite.Connection, "commit", failing_commit)
+        yield
+
+
 async def test_sqlite_write_whose_commit_fails_is_rolled_back(
     sqlite_engine: AsyncEngine, clock: FakeClock, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -183,13 +195,8 @@ async def test_sqlite_write_whose_commit_fails_is_rolled_back(
     rec = record(clock.now())
     await store.create(rec)
 
-    async def failing_commit(self: Any) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(aiosqlite.Connection, "commit", failing_commit)
-        with pytest.raises(StoreUnavailable):
-            await store.update(rec._replace(data=b'{"lost":true}'), clock.now())
+    with failing_commits(monkeypatch), pytest.raises(StoreUnavailable):
+        await store.update(rec._replace(data=b'{"lost":true}'), clock.now())
     assert (await store.load(rec.id_hash, clock.now(), 60.0)) == (rec, False)
     other = create_engine(f"sqlite:///{tmp_path}/tessera.db", connect_args={"timeout": 0})
     try:
@@ -559,6 +566,21 @@ async def test_postgres_connection_that_died_is_not_handed_out_again(
     assert await _backend_pid(postgres_engine) != pid
 
 
+@contextlib.asynccontextmanager
+async def row_locked(engine: AsyncEngine, id_hash: str) -> AsyncIterator[None]:
+    """The session's row locked (``SELECT ... FOR UPDATE``) by another connection meanwhile."""
+    async with engine.connect() as locker:
+        await locker.execute(
+            select(sessions_table.c.id_hash)
+            .where(sessions_table.c.id_hash == id_hash)
+            .with_for_update()
+        )
+        try:
+            yield
+        finally:
+            await locker.rollback()
+
+
 async def test_postgres_statement_cancelled_midway_leaves_nothing_behind(
     postgres_engine: AsyncEngine, clock: FakeClock
 ) -> None:
@@ -567,19 +589,13 @@ async def test_postgres_statement_cancelled_midway_leaves_nothing_behind(
     store = SqlSessionStore(postgres_engine)
     rec = record(clock.now())
     await store.create(rec)
-    async with postgres_engine.connect() as locker:
-        await locker.execute(
-            select(sessions_table.c.id_hash)
-            .where(sessions_table.c.id_hash == rec.id_hash)
-            .with_for_update()
-        )
+    async with row_locked(postgres_engine, rec.id_hash):
         write = asyncio.create_task(store.update(rec._replace(data=b'{"lost":true}'), clock.now()))
         await asyncio.sleep(0.3)  # the UPDATE now waits on the row lock
         assert not write.done()
         write.cancel()
         with pytest.raises(asyncio.CancelledError):
             await write
-        await locker.rollback()
     assert await store.load(rec.id_hash, clock.now(), 60.0) == (rec, False)
     changed = rec._replace(data=b'{"n":2}')
     assert await store.update(changed, clock.now())
@@ -597,12 +613,7 @@ async def test_postgres_backend_that_dies_mid_statement_is_not_handed_out_again(
     await store.create(rec)
     admin = await asyncpg.connect(POSTGRES_URL)
     try:
-        async with postgres_engine.connect() as locker:
-            await locker.execute(
-                select(sessions_table.c.id_hash)
-                .where(sessions_table.c.id_hash == rec.id_hash)
-                .with_for_update()
-            )
+        async with row_locked(postgres_engine, rec.id_hash):
             write = asyncio.create_task(store.update(rec._replace(data=b'{"n":1}'), clock.now()))
             waiting = None
             for _ in range(100):
@@ -617,7 +628,6 @@ async def test_postgres_backend_that_dies_mid_statement_is_not_handed_out_again(
             assert await admin.fetchval("SELECT pg_terminate_backend($1)", waiting)
             with pytest.raises(StoreUnavailable):
                 await write
-            await locker.rollback()
     finally:
         await admin.close()
     for _ in range(3):
@@ -716,13 +726,8 @@ async def test_sqlite_transaction_whose_commit_fails_is_rolled_back_on_return(
     rec = record(clock.now(), user_id="u")
     await store.create(rec)
 
-    async def failing_commit(self: Any) -> None:
-        raise sqlite3.OperationalError("disk I/O error")
-
-    with monkeypatch.context() as patched:
-        patched.setattr(aiosqlite.Connection, "commit", failing_commit)
-        with pytest.raises(StoreUnavailable):
-            await store.delete_for_user("u")
+    with failing_commits(monkeypatch), pytest.raises(StoreUnavailable):
+        await store.delete_for_user("u")
     async with sqlite_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         assert driver is not None
